@@ -1,0 +1,46 @@
+# edgec: one command sets up and runs the demo, one sets up and runs the tests.
+#   make demo    set-up + compile the bundled example and print its verification figures
+#   make test    set-up + the test suite (what .ci/run calls)
+#   make bench   set-up + the slow benchmarks (excluded from `make test`)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+EDGEC  := $(VENV)/bin/edgec
+STAMP  := $(VENV)/.installed
+SYSDEPS_STAMP := $(VENV)/.sysdeps
+# Tests run in parallel workers; 2 matches this project's CI machine.
+JOBS   ?= 2
+
+.PHONY: setup sysdeps demo test bench clean
+
+setup: $(STAMP) $(SYSDEPS_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch is pinned to the CPU wheel (2.13.0); an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[test,data,plots]'
+	touch $@
+
+# Debian packages: the aarch64 cross toolchain (TVM arm64 builds), `file`, qemu-user (arm64 runs).
+$(SYSDEPS_STAMP): scripts/install-system-deps.sh | $(VENV)/bin/python
+	bash scripts/install-system-deps.sh
+	touch $@
+
+sysdeps: $(SYSDEPS_STAMP)
+
+demo: setup
+	$(EDGEC) compile zoo:mobilenet_v2 --target arm64-fp32 -o out/demo
+	$(EDGEC) inspect out/demo/mobilenet_v2.arm64-fp32.tflite
+
+test: setup
+	$(PY) -m pytest -n $(JOBS) -q
+
+bench: setup
+	$(PY) -m pytest -m slow -q -s
+
+clean:
+	rm -rf out build *.egg-info .pytest_cache

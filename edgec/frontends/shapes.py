@@ -1,0 +1,58 @@
+"""Parsing of user-given input shapes (`--input-shape x=1,3,224,224` or `1,3,224,224`)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from edgec.errors import InputShapeError
+
+# name -> shape; the name None means "the model's only input".
+InputShapes = dict[str | None, tuple[int, ...]]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise InputShapeError(f"--input-shape '{text}': expected integers like 1,3,224,224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise InputShapeError(f"--input-shape '{text}': every dimension must be a positive integer")
+    return dims
+
+
+def parse_input_shapes(specs: Sequence[str] | None) -> InputShapes:
+    """['x=1,3,224,224', 'mask=1,16'] or ['1,3,224,224'] -> {name: shape}."""
+    shapes: InputShapes = {}
+    for spec in specs or ():
+        name, sep, dims = spec.rpartition("=") if "=" in spec else (None, "", spec)
+        key = name.strip() if sep else None
+        if key in shapes:
+            raise InputShapeError(f"--input-shape given twice for {key or 'the input'}")
+        shapes[key] = parse_shape(dims)
+    if None in shapes and len(shapes) > 1:
+        raise InputShapeError("--input-shape: name every input (name=dims) when giving more than one")
+    return shapes
+
+
+def normalize_input_shapes(shapes: Mapping | Sequence | None) -> InputShapes:
+    """Accept the API's forms: {name: shape}, [shape, ...] for positional inputs, or one shape."""
+    if shapes is None:
+        return {}
+    if isinstance(shapes, Mapping):
+        return {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+    shapes = list(shapes)
+    if shapes and all(isinstance(d, int) for d in shapes):
+        return {None: tuple(shapes)}
+    if len(shapes) == 1:
+        return {None: tuple(int(d) for d in shapes[0])}
+    return {f"#{i}": tuple(int(d) for d in s) for i, s in enumerate(shapes)}
+
+
+def shape_for(shapes: InputShapes, index: int, name: str, n_inputs: int) -> tuple[int, ...] | None:
+    if name in shapes:
+        return shapes[name]
+    if f"#{index}" in shapes:
+        return shapes[f"#{index}"]
+    if None in shapes and n_inputs == 1:
+        return shapes[None]
+    return None

@@ -1,0 +1,221 @@
+"""The compile pipeline, top to bottom: shapes -> passes -> lower -> verify -> publish.
+
+Artifacts are first written into a staging folder inside the output folder; only when every
+lowering and the verification succeed are they moved into place, so a failed compile leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec import __version__
+from edgec.artifact import SUFFIX, Artifact, open_runtime, runs_on_host
+from edgec.errors import EdgecError, VerificationError
+from edgec.frontends import ImportedModel
+from edgec.frontends.shapes import InputShapes
+from edgec.fsutil import atomic_write_text
+from edgec.ir import clone, input_specs, sample_inputs
+from edgec.passes import fix_input_shapes, run_passes
+from edgec.runtimes.onnxrt import OnnxRuntime
+from edgec.targets import Target
+from edgec.verify import compare_outputs, json_safe, tolerance_failures
+
+Log = Callable[[str], None]
+
+
+def _lowerings():
+    from edgec.lower.tflite import lower_tflite
+    from edgec.lower.tvm import lower_tvm
+
+    return {"tflite": lower_tflite, "tvm": lower_tvm}
+
+
+def compile_imported(
+    imported: ImportedModel,
+    target: Target,
+    out_dir: str | Path,
+    *,
+    input_shapes: InputShapes | None = None,
+    formats: tuple[str, ...] | None = None,
+    verify: bool = True,
+    samples: int = 4,
+    log: Log = lambda msg: None,
+    timings: dict[str, float] | None = None,
+) -> Artifact:
+    timings = dict(timings or {})  # seeded by the caller with e.g. import_s
+    out_dir = Path(out_dir)
+    formats = formats or target.formats
+    for fmt in formats:
+        if fmt not in target.formats:
+            raise EdgecError(f"target '{target.name}' does not produce '{fmt}' (it makes {', '.join(target.formats)})")
+
+    t = time.perf_counter()
+    model = fix_input_shapes(imported.model, input_shapes or {})
+    reference_model = clone(model)  # the float graph as imported: what every artifact must compute
+    log(f"running {len(target.passes)} passes")
+    model, pass_records = run_passes(model, list(target.passes), on_progress=log)
+    timings["passes_s"] = time.perf_counter() - t
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{imported.name}.{target.name}.", dir=out_dir))
+    try:
+        lowered = {}
+        lowerings = _lowerings()
+        for fmt in formats:
+            log(f"lowering to {fmt}")
+            t = time.perf_counter()
+            path = staging / f"{imported.name}.{target.name}{SUFFIX[fmt]}"
+            info = lowerings[fmt](model, target, path)
+            timings[f"lower_{fmt}_s"] = time.perf_counter() - t
+            lowered[fmt] = (path, info)
+
+        verification = None
+        if verify:
+            log("verifying against the float reference")
+            t = time.perf_counter()
+            verification = _verify(imported, reference_model, target, {f: p for f, (p, _) in lowered.items()}, samples)
+            timings["verify_s"] = time.perf_counter() - t
+
+        paths = _publish(staging, out_dir, lowered)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    timings["total_s"] = sum(timings.values())
+    report = _report(imported, target, model, reference_model, pass_records, lowered, paths, verification, timings)
+    report_path = out_dir / f"{imported.name}.{target.name}.report.json"
+    atomic_write_text(report_path, json.dumps(json_safe(report), indent=2))
+    return Artifact(target=target, paths={f: p for f, p in paths.items() if f in formats}, report=report,
+                    report_path=report_path)
+
+
+def _publish(staging: Path, out_dir: Path, lowered: dict) -> dict[str, Path]:
+    """Move every staged file (artifacts and their sidecars) into the output folder."""
+    paths = {}
+    for fmt, (path, _) in lowered.items():
+        final = out_dir / path.name
+        for sidecar in sorted(staging.glob(path.name + ".*")):
+            sidecar.replace(out_dir / sidecar.name)
+        path.replace(final)
+        paths[fmt] = final
+    return paths
+
+
+def _verify(imported: ImportedModel, reference_model: ir.Model, target: Target, staged: dict[str, Path],
+            samples: int) -> dict:
+    inputs = [sample_inputs(reference_model, seed=i) for i in range(samples)]
+    if imported.example_inputs is not None:
+        inputs[0] = [np.asarray(a, dtype=s[2]) for a, s in zip(imported.example_inputs, input_specs(reference_model))]
+    output_names = [v.name for v in reference_model.graph.outputs]
+
+    reference = OnnxRuntime.from_ir(reference_model, optimize=False)
+    ref_outputs = [reference.run(x) for x in inputs]
+    references = {"onnxruntime": ref_outputs}
+    result: dict = {"samples": samples, "reference": "onnxruntime on the imported float graph", "artifacts": {}}
+    if imported.torch_reference is not None:
+        torch_outputs = [_run_torch(imported.torch_reference, x) for x in inputs]
+        references["torch"] = torch_outputs
+        result["export"] = compare_outputs(ref_outputs, torch_outputs, output_names)
+
+    failures = []
+    for fmt, path in staged.items():
+        if not runs_on_host(fmt, target):
+            result["artifacts"][fmt] = {"ran": False, "why": f"built for {target.arch}; not runnable on this host"}
+            continue
+        runtime = open_runtime(path)
+        outputs = [runtime.run(x) for x in inputs]
+        entry = {"ran": True, "runtime": runtime.name}
+        for ref_name, ref in references.items():
+            figures = compare_outputs(outputs, ref, output_names)
+            entry[f"vs_{ref_name}"] = figures
+            failures += [f"{fmt} vs {ref_name}: {p}" for p in tolerance_failures(figures, target.tolerance)]
+        if hasattr(runtime, "delegation"):
+            entry["xnnpack"] = runtime.delegation()
+        result["artifacts"][fmt] = entry
+    if failures:
+        raise VerificationError(
+            "verification failed, no artifact written:\n  " + "\n  ".join(failures)
+            + "\n(use --no-verify to write the artifacts anyway)"
+        )
+    return result
+
+
+def _run_torch(fn, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = fn(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    flat = []
+    for o in out:
+        if isinstance(o, (tuple, list)):
+            flat.extend(o)
+        else:
+            flat.append(o)
+    return [o.detach().numpy() for o in flat]
+
+
+def _op_histogram(model: ir.Model) -> dict[str, int]:
+    hist: dict[str, int] = {}
+    for node in model.graph:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        hist[key] = hist.get(key, 0) + 1
+    return dict(sorted(hist.items()))
+
+
+def _parameters(model: ir.Model) -> int:
+    return int(sum(np.prod(v.const_value.shape.numpy()) for v in model.graph.initializers.values()
+                   if v.const_value is not None))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _report(imported, target, model, reference_model, pass_records, lowered, paths, verification, timings) -> dict:
+    artifacts = []
+    for fmt, (_, info) in lowered.items():
+        path = paths[fmt]
+        artifacts.append({
+            "format": fmt,
+            "path": str(path),
+            "size_bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+            "lowering": info,
+        })
+    return {
+        "edgec_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "source": {"given": imported.source, "kind": imported.kind, "name": imported.name},
+        "target": {"name": target.name, "arch": target.arch, "precision": target.precision,
+                   "tvm_target": target.tvm_target,
+                   "tolerance": {"max_rel_error": target.tolerance.max_rel_error,
+                                 "min_sqnr_db": target.tolerance.min_sqnr_db}},
+        "inputs": [{"name": n, "shape": list(s), "dtype": str(d)} for n, s, d in input_specs(reference_model)],
+        "outputs": [{"name": v.name, "shape": list(v.shape or ())} for v in reference_model.graph.outputs],
+        "ir": {
+            "imported": {"nodes": len(reference_model.graph), "ops": _op_histogram(reference_model)},
+            "after_passes": {"nodes": len(model.graph), "ops": _op_histogram(model)},
+            "parameters": _parameters(model),
+        },
+        "passes": pass_records,
+        "artifacts": artifacts,
+        "verification": verification if verification is not None else {"skipped": "--no-verify"},
+        "timings": timings,
+    }

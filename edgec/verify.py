@@ -1,0 +1,95 @@
+"""Numerical comparison of an artifact's outputs with a reference.
+
+Figures per output, over every sample: max abs error, max relative error (max |a - r| divided
+by max |r|, so one near-zero reference element does not dominate), SQNR in dB, and top-1
+agreement for outputs shaped like class scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from edgec.targets import Tolerance
+
+
+def sqnr_db(actual: np.ndarray, reference: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio: 10 log10(sum r^2 / sum (a - r)^2); inf when exact."""
+    ref = reference.astype(np.float64)
+    noise = float(np.sum((actual.astype(np.float64) - ref) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def _is_class_scores(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 2 and shape[1] > 1
+
+
+def compare_outputs(
+    actual: Sequence[Sequence[np.ndarray]], reference: Sequence[Sequence[np.ndarray]], names: Sequence[str]
+) -> dict:
+    """actual[sample][output] vs reference[sample][output] -> report figures."""
+    per_output = []
+    for k, name in enumerate(names):
+        a = np.stack([np.asarray(s[k], dtype=np.float64) for s in actual])
+        r = np.stack([np.asarray(s[k], dtype=np.float64) for s in reference])
+        if a.shape != r.shape:
+            per_output.append({"name": name, "error": f"shape {list(a.shape[1:])} != reference {list(r.shape[1:])}"})
+            continue
+        diff = np.abs(a - r)
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        entry = {
+            "name": name,
+            "shape": list(a.shape[1:]),
+            "max_abs_error": float(diff.max()) if diff.size else 0.0,
+            "max_rel_error": float(diff.max() / scale) if scale > 0 else float(diff.max() if diff.size else 0.0),
+            "sqnr_db": sqnr_db(a, r),
+            "finite": bool(np.all(np.isfinite(a))),
+        }
+        if _is_class_scores(tuple(a.shape[1:])):
+            agree = np.argmax(a, axis=-1) == np.argmax(r, axis=-1)
+            entry["top1_agreement"] = float(np.mean(agree))
+        per_output.append(entry)
+    return {
+        "samples": len(actual),
+        "outputs": per_output,
+        "max_abs_error": max((o.get("max_abs_error", math.inf) for o in per_output), default=0.0),
+        "max_rel_error": max((o.get("max_rel_error", math.inf) for o in per_output), default=0.0),
+        "sqnr_db": min((o.get("sqnr_db", -math.inf) for o in per_output), default=math.inf),
+        "top1_agreement": min((o["top1_agreement"] for o in per_output if "top1_agreement" in o), default=None),
+    }
+
+
+def tolerance_failures(figures: dict, tol: Tolerance) -> list[str]:
+    """Why the figures break the target's tolerance; empty when they pass."""
+    problems = []
+    for o in figures["outputs"]:
+        if "error" in o:
+            problems.append(f"output '{o['name']}': {o['error']}")
+            continue
+        if not o["finite"]:
+            problems.append(f"output '{o['name']}' has NaN or Inf")
+        if o["max_rel_error"] > tol.max_rel_error:
+            problems.append(
+                f"output '{o['name']}': max relative error {o['max_rel_error']:.3g} > {tol.max_rel_error:g}"
+            )
+        if tol.min_sqnr_db is not None and o["sqnr_db"] < tol.min_sqnr_db:
+            problems.append(f"output '{o['name']}': SQNR {o['sqnr_db']:.1f} dB < {tol.min_sqnr_db:g} dB")
+    return problems
+
+
+def json_safe(value):
+    """Report JSON has no Infinity/NaN literals: inf -> 'inf' strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -1,0 +1,38 @@
+import math
+
+import numpy as np
+
+from edgec.targets import Tolerance
+from edgec.verify import compare_outputs, sqnr_db, tolerance_failures
+
+
+def test_sqnr_matches_definition():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(1000)
+    noise = 0.01 * rng.standard_normal(1000)
+    expected = 10 * np.log10(np.sum(ref**2) / np.sum(noise**2))
+    assert abs(sqnr_db(ref + noise, ref) - expected) < 1e-9
+    assert sqnr_db(ref, ref) == math.inf
+
+
+def test_compare_outputs_figures_and_top1():
+    rng = np.random.default_rng(1)
+    ref = [[rng.standard_normal((1, 10)).astype(np.float32)] for _ in range(4)]
+    act = [[r[0].copy()] for r in ref]
+    act[2][0][0, np.argmax(ref[2][0])] -= 100.0  # flip the winner of one sample
+    figs = compare_outputs(act, ref, ["logits"])
+    assert figs["top1_agreement"] == 0.75
+    assert abs(figs["max_abs_error"] - 100.0) < 1e-4
+    scale = max(np.abs(r[0]).max() for r in ref)
+    assert abs(figs["max_rel_error"] - 100.0 / scale) < 1e-4
+    assert tolerance_failures(figs, Tolerance(max_rel_error=1e-4))
+    same = compare_outputs(ref, ref, ["logits"])
+    assert tolerance_failures(same, Tolerance(max_rel_error=1e-4, min_sqnr_db=60)) == []
+
+
+def test_nan_and_shape_mismatch_fail():
+    ref = [[np.ones((1, 4), np.float32)]]
+    figs = compare_outputs([[np.full((1, 4), np.nan, np.float32)]], ref, ["y"])
+    assert any("NaN" in p for p in tolerance_failures(figs, Tolerance(1e-4)))
+    figs = compare_outputs([[np.ones((1, 5), np.float32)]], ref, ["y"])
+    assert any("shape" in p for p in tolerance_failures(figs, Tolerance(1e-4)))
