@@ -127,7 +127,7 @@ class Runtime(abc.ABC):
                 raise InputShapeError(
                     f"{self.name}: input '{spec.name}' has shape {list(spec.shape)}, got {list(arr.shape)}"
                 )
-            out.append(np.ascontiguousarray(arr, dtype=spec.dtype))
+            out.append(np.asarray(arr, dtype=spec.dtype, order="C"))  # keeps 0-d inputs 0-d
         return out
 
 

@@ -1,0 +1,258 @@
+"""Lower the IR to an Apache TVM artifact: one self-contained Relax VM shared library.
+
+    onnx_ir.Model --to_proto--> ONNX --import_onnx--> Relax IRModule (weights as constants)
+        --relax_pipeline(target): named stages--> lowered IRModule (Relax VM code + PrimFuncs)
+        --tvm.compile--> Executable --export_library (cross compiler for arm64)--> <out>.so
+                                                               + signature sidecar <out>.so.json
+
+The .so embeds the weights, so a device needs only it (and the TVM runtime); the sidecar
+(see tvm_signature.py) holds the input/output names, shapes and dtypes, readable without
+TVM and without loading a library built for another architecture.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir
+import tvm
+from tvm import relax
+from tvm.support import cc
+
+from edgec.errors import EdgecError
+from edgec.fsutil import atomic_path
+from edgec.ir import to_proto
+from edgec.lower.tvm_import import import_onnx, short_reason
+from edgec.lower.tvm_signature import Signature, signature_path, write_signature
+from edgec.runtimes.base import TensorSpec
+from edgec.targets import Target
+
+# The Relax pipeline, in order. Each stage is a list of passes; the empty ones are where
+# edgec's own passes go (lower_tvm's `extra_passes`, or relax_pipeline for a target's recipe):
+#   dispatch   TVM's library dispatch for the target (sampling, sort/scan)
+#   rewrite    graph rewrites on high-level Relax ops, before they become loops:
+#              e.g. int8 QDQ legalization, block fusion with FuseOpsByPattern
+#   legalize   Relax ops -> TIR PrimFuncs, constant folding, operator fusion
+#   schedule   PrimFunc scheduling: e.g. dlight rules or a MetaSchedule tuning database
+#   lower      dataflow -> VM-executable Relax (CallTIRRewrite, ...)
+#   finalize   memory planning and VM lowering
+RELAX_STAGES = ("dispatch", "rewrite", "legalize", "schedule", "lower", "finalize")
+
+Passes = Sequence[tvm.transform.Pass]
+
+
+def relax_pipeline(
+    target: Target, extra_passes: Mapping[str, Passes] | None = None
+) -> list[tuple[str, list[tvm.transform.Pass]]]:
+    """The named stages lower_tvm runs for `target`; `extra_passes[stage]` is appended to a stage."""
+    extra_passes = dict(extra_passes or {})
+    unknown = set(extra_passes) - set(RELAX_STAGES)
+    if unknown:
+        raise ValueError(f"unknown Relax stage(s) {sorted(unknown)}; stages are {', '.join(RELAX_STAGES)}")
+    tvm_target = _tvm_target(target)
+    backend = _backend_pipeline(target, tvm_target)
+    # Unlike tvm.compile's "default" CPU pipeline, the backend's legalize stage fuses
+    # operators (FuseOps/FuseTIR): fewer PrimFuncs, fewer intermediate tensors.
+    stages = {
+        "dispatch": backend.library_dispatch_passes(tvm_target),
+        "rewrite": [],
+        "legalize": backend.legalize_passes(tvm_target),
+        "schedule": [],
+        "lower": backend.dataflow_lower_passes(tvm_target),
+        "finalize": backend.finalize_passes(tvm_target),
+    }
+    return [(name, list(stages[name]) + list(extra_passes.get(name, ()))) for name in RELAX_STAGES]
+
+
+def lower_tvm(
+    model: onnx_ir.Model,
+    target: Target,
+    out_path: str | Path,
+    *,
+    extra_passes: Mapping[str, Passes] | None = None,
+) -> dict:
+    """Compile `model` for `target` into `out_path` (a .so) and its signature sidecar.
+
+    Writes both atomically: on any failure neither file is created or replaced. Returns the
+    facts for report.json: path, signature, target, tvm_target, cross_compiler, relax_ops
+    (histogram of Relax operator calls entering legalization), relax_functions and
+    prim_funcs (counted in the final IRModule), stage_seconds, size_bytes, compile_seconds.
+    """
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    tvm_target = _tvm_target(target)
+    fcompile = _library_compiler(target)  # before the slow part: a missing toolchain fails fast
+
+    proto = to_proto(model)
+    mod = import_onnx(proto, target.name)
+    signature = _signature(proto, mod, target)
+
+    mod, relax_ops, stage_seconds = _run_stages(mod, tvm_target, relax_pipeline(target, extra_passes), target)
+    try:
+        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=None)  # stages already ran
+    except Exception as exc:  # noqa: BLE001
+        raise EdgecError(
+            f"Apache TVM code generation failed for target '{target.name}': {short_reason(exc)}"
+        ) from exc
+
+    with atomic_path(out_path) as tmp:
+        _export(executable, tmp, fcompile, target)
+        # Written before the library's rename, so a library never appears without its signature.
+        write_signature(out_path, signature)
+
+    return {
+        "format": "tvm",
+        "path": str(out_path),
+        "signature": str(signature_path(out_path)),
+        "target": target.name,
+        "tvm_target": dict(target.tvm_target),
+        "cross_compiler": target.tvm_cross_compiler,
+        "relax_ops": relax_ops,
+        "relax_functions": sum(isinstance(f, relax.Function) for f in mod.functions.values()),
+        "prim_funcs": sum(isinstance(f, tvm.tirx.PrimFunc) for f in mod.functions.values()),
+        "stage_seconds": stage_seconds,
+        "size_bytes": out_path.stat().st_size,
+        "compile_seconds": time.perf_counter() - started,
+    }
+
+
+def relax_op_histogram(mod: tvm.IRModule) -> dict[str, int]:
+    """How many calls of each Relax operator (e.g. relax.nn.conv2d) the module's functions make."""
+    counts: dict[str, int] = {}
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            counts[expr.op.name] = counts.get(expr.op.name, 0) + 1
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return dict(sorted(counts.items()))
+
+
+def _run_stages(mod, tvm_target, stages, target: Target):
+    relax_ops: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    with tvm_target:
+        for name, passes in stages:
+            if name == "legalize":
+                # The op mix the model reaches TVM with, after edgec's rewrites and before
+                # operators dissolve into PrimFuncs.
+                relax_ops = relax_op_histogram(mod)
+            t0 = time.perf_counter()
+            try:
+                mod = tvm.transform.Sequential(passes, name=f"edgec_{name}")(mod)
+            except Exception as exc:  # noqa: BLE001
+                raise EdgecError(
+                    f"Apache TVM's Relax pipeline failed in stage '{name}' for target "
+                    f"'{target.name}': {short_reason(exc)}"
+                ) from exc
+            seconds[name] = time.perf_counter() - t0
+    return mod, relax_ops, seconds
+
+
+def _tvm_target(target: Target) -> tvm.target.Target:
+    try:
+        return tvm.target.Target(dict(target.tvm_target))
+    except Exception as exc:  # noqa: BLE001
+        raise EdgecError(
+            f"target '{target.name}' has an invalid tvm_target {target.tvm_target} in devices.yaml: "
+            f"{short_reason(exc)}"
+        ) from exc
+
+
+def _backend_pipeline(target: Target, tvm_target: tvm.target.Target):
+    """TVM's per-backend stage lists, e.g. tvm/relax/backend/cpu_generic/pipeline.py."""
+    # Imported as modules: TVM 0.27's relax.pipeline.dataflow_lower_passes looks the function
+    # up on the backend package, whose __init__ does not export it (AttributeError for llvm).
+    backends = {"llvm": "cpu_generic", "cuda": "cuda"}
+    kind = tvm_target.kind.name
+    if kind not in backends:
+        raise EdgecError(
+            f"target '{target.name}': lower_tvm has no Relax pipeline for TVM target kind '{kind}'; "
+            f"supported kinds: {', '.join(backends)}"
+        )
+    return importlib.import_module(f"tvm.relax.backend.{backends[kind]}.pipeline")
+
+
+def _library_compiler(target: Target):
+    """export_library's fcompile for the target: None (host g++) or a checked cross compiler."""
+    if target.arch == "wasm32":
+        raise EdgecError(
+            f"target '{target.name}': TVM WebAssembly artifacts need emscripten and TVM's web "
+            "runtime, which lower_tvm does not build yet; build only the tflite format"
+        )
+    compiler = target.tvm_cross_compiler
+    if compiler is None:
+        if target.tvm_target.get("kind", "llvm") == "llvm" and not target.is_host_arch:
+            raise EdgecError(
+                f"target '{target.name}' is for {target.arch} but devices.yaml gives no "
+                "tvm_cross_compiler for it (e.g. tvm_cross_compiler: aarch64-linux-gnu-g++)"
+            )
+        return None
+    if shutil.which(compiler) is None:
+        # aarch64-linux-gnu-g++ -> Debian's gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+        triple = re.sub(r"-(g\+\+|gcc|c\+\+|cc)(-[0-9.]+)?$", "", Path(compiler).name)
+        raise EdgecError(
+            f"target '{target.name}' needs the cross compiler '{compiler}', which is not on PATH; "
+            f"install it (Debian/Ubuntu: apt-get install gcc-{triple} g++-{triple})"
+        )
+    return cc.cross_compiler(compiler)
+
+
+def _export(executable, path: Path, fcompile, target: Target) -> None:
+    try:
+        if fcompile is None:
+            executable.export_library(str(path))
+        else:
+            executable.export_library(str(path), fcompile=fcompile)
+    except Exception as exc:  # noqa: BLE001
+        linker = target.tvm_cross_compiler or "the host C++ compiler (g++)"
+        raise EdgecError(
+            f"linking the TVM library for target '{target.name}' with {linker} failed: {short_reason(exc)}"
+        ) from exc
+
+
+def _signature(proto: onnx.ModelProto, mod: tvm.IRModule, target: Target) -> Signature:
+    """Names and dtypes from the ONNX graph; output shapes from what Relax's main returns."""
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [
+        TensorSpec(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim), _onnx_dtype(v))
+        for v in proto.graph.input
+        if v.name not in initializers
+    ]
+    ret = mod["main"].ret_ty
+    returned = list(ret.fields) if isinstance(ret, tvm.ir.TupleType) else [ret]
+    if len(returned) != len(proto.graph.output):
+        raise EdgecError(
+            f"Apache TVM's import returned {len(returned)} output(s) for a graph with "
+            f"{len(proto.graph.output)}; this is a bug, please report it with the model"
+        )
+    outputs = [
+        TensorSpec(v.name, _static_dims(r, v), np.dtype(str(r.dtype)) if str(r.dtype) else _onnx_dtype(v))
+        for v, r in zip(proto.graph.output, returned)
+    ]
+    return Signature(
+        inputs=inputs, outputs=outputs, target=target.name, arch=target.arch,
+        tvm_target=dict(target.tvm_target),
+    )
+
+
+def _static_dims(relax_type, value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    shape = getattr(relax_type, "shape", None)
+    if shape is not None and all(isinstance(d, tvm.tirx.IntImm) for d in shape.values):
+        return tuple(int(d) for d in shape.values)
+    # -1 marks a dimension only known at run time (the IR is meant to be static; say so, don't fail).
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
+
+
+def _onnx_dtype(value: onnx.ValueInfoProto) -> np.dtype:
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+
