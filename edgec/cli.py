@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=False)
     except EdgecError as exc:
         # The message can hold brackets (shapes like [N,3,?,?]): print it as plain text.
-        err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
+        err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")

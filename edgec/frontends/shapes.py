@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
 from edgec.errors import InputShapeError
@@ -12,7 +13,7 @@ InputShapes = dict[str | None, tuple[int, ...]]
 
 def parse_shape(text: str) -> tuple[int, ...]:
     try:
-        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+        dims = tuple(int(d) for d in re.split(r"[,x]", text.strip()))  # 1,3,224,224 or 1x3x224x224
     except ValueError:
         raise InputShapeError(f"--input-shape '{text}': expected integers like 1,3,224,224") from None
     if not dims or any(d <= 0 for d in dims):

@@ -1,0 +1,83 @@
+"""Give every value a shape and a dtype with ONNX shape inference.
+
+Lowerings allocate tensors and pick kernels from static shapes; a value left without one is
+reported (by name) in the pass details rather than discovered later as a lowering failure.
+"""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+
+from edgec.ir import static_shape, to_proto
+from edgec.passes.base import EdgecPass
+
+_LISTED = 10  # names shown in the details; the count covers the rest
+
+
+def infer_shapes_in_place(model: ir.Model) -> tuple[bool, str | None]:
+    """Run ONNX shape inference and copy the results onto `model`'s values.
+
+    Returns (modified, error): strict mode first, so that an inconsistent graph is reported;
+    when it fails, the permissive mode still fills in what it can.
+    """
+    proto = to_proto(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        error = None
+    except Exception as e:  # onnx raises InferenceError, ValidationError or RuntimeError
+        error = f"strict shape inference failed: {_first_line(e)}"
+        try:
+            inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+        except Exception as e2:
+            return False, f"{error}; permissive shape inference failed too: {_first_line(e2)}"
+    return _copy_shapes(model, ir.serde.deserialize_model(inferred)), error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _copy_shapes(model: ir.Model, inferred: ir.Model) -> bool:
+    modified = False
+    for graph, inferred_graph in zip(model.graphs(), inferred.graphs()):
+        found = ir.convenience.create_value_mapping(inferred_graph)
+        for name, value in ir.convenience.create_value_mapping(graph).items():
+            other = found.get(name)
+            if other is None:
+                continue
+            if other.shape is not None and other.shape != value.shape and _known_dims(other) >= _known_dims(value):
+                value.shape = other.shape
+                modified = True
+            if other.type is not None and value.type is None:
+                value.type = other.type
+                modified = True
+    return modified
+
+
+def _known_dims(value: ir.Value) -> int:
+    return -1 if value.shape is None else sum(isinstance(d, int) for d in value.shape)
+
+
+def values_without_static_shape(model: ir.Model) -> list[str]:
+    """Names of the main graph's values with no dtype or with an unknown/symbolic dimension."""
+    graph = model.graph
+    values = [*graph.inputs, *(out for node in graph for out in node.outputs if out.name)]
+    return [v.name for v in values if v.dtype is None or static_shape(v) is None]
+
+
+class ShapeInference(EdgecPass):
+    name = "shape_inference"
+
+    def apply(self, model: ir.Model) -> bool:
+        modified, error = infer_shapes_in_place(model)
+        if error:
+            self.note(error)
+        missing = values_without_static_shape(model)
+        if missing:
+            shown = ", ".join(missing[:_LISTED]) + (", ..." if len(missing) > _LISTED else "")
+            self.note(f"{len(missing)} values without a static shape: {shown}")
+        else:
+            self.note("every value has a static shape and dtype")
+        return modified
