@@ -1,0 +1,173 @@
+"""Unary elementwise ops and activations; each keeps its input's layout.
+
+TFLite has no HardSigmoid and only fixed-range clamps (RELU, RELU6, RELU_N1_TO_1), so
+other ranges become MAXIMUM/MINIMUM with scalar constants. A clamp right after a conv, FC,
+pool or add is folded into that op's fused_activation_function instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as schema
+
+from edgec.lower.tflite.common import attr, const_input, first_problem, require_const
+from edgec.lower.tflite.context import LoweringContext
+from edgec.lower.tflite.registry import visitor
+
+_UNARY = {
+    "Relu": "RELU",
+    "Sigmoid": "LOGISTIC",
+    "Tanh": "TANH",
+    "HardSwish": "HARD_SWISH",
+    "Abs": "ABS",
+    "Neg": "NEG",
+    "Exp": "EXP",
+    "Sqrt": "SQRT",
+    "Elu": "ELU",
+}
+
+# Clamp ranges TFLite has a builtin (and XNNPACK a clamp) for.
+_FIXED_CLAMPS = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, math.inf): "RELU"}
+
+
+_FUSED_CODES = {
+    "RELU": schema.ActivationFunctionType.RELU,
+    "RELU6": schema.ActivationFunctionType.RELU6,
+    "RELU_N1_TO_1": schema.ActivationFunctionType.RELU_N1_TO_1,
+}
+
+
+def take_fused_activation(ctx: LoweringContext, value: ir.Value) -> tuple[int, ir.Value]:
+    """Fold `value`'s sole consumer into the producing op when it is a clamp TFLite fuses.
+
+    Returns (fused_activation_function, the value the op now produces). The consumer is
+    claimed, so the walk skips it; its own check already ran (Clip bounds are constants).
+    """
+    none = schema.ActivationFunctionType.NONE
+    consumer = ctx.sole_consumer(value)
+    if consumer is None or consumer.domain not in ("", "ai.onnx") or consumer.inputs[0] is not value:
+        return none, value
+    if consumer.op_type == "Relu":
+        builtin = "RELU"
+    elif consumer.op_type == "Clip":
+        builtin = _FIXED_CLAMPS.get(clip_bounds(consumer))
+    else:
+        return none, value
+    if builtin is None:
+        return none, value
+    ctx.claim(consumer)
+    return _FUSED_CODES[builtin], consumer.outputs[0]
+
+
+def _unary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> None:
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    out = ctx.define(node.outputs[0], perm)
+    ctx.emit(op, [ctx.tensor(x, perm)], [out], options)
+
+
+def _check_elu(node: ir.Node) -> str | None:
+    if node.op_type == "Elu" and abs(attr(node, "alpha", 1.0) - 1.0) > 1e-7:
+        return f"Elu alpha={attr(node, 'alpha')}; TFLite's ELU has alpha 1"
+    return None
+
+
+@visitor(*_UNARY, check=_check_elu)
+def lower_unary(node: ir.Node, ctx: LoweringContext) -> None:
+    _unary(ctx, node, _UNARY[node.op_type])
+
+
+@visitor("LeakyRelu")
+def lower_leaky_relu(node: ir.Node, ctx: LoweringContext) -> None:
+    _unary(ctx, node, "LEAKY_RELU", schema.LeakyReluOptionsT(alpha=float(attr(node, "alpha", 0.01))))
+
+
+def _check_gelu(node: ir.Node) -> str | None:
+    approximate = attr(node, "approximate", "none")
+    if approximate not in ("none", "tanh"):
+        return f"approximate='{approximate}'; expected 'none' or 'tanh'"
+    return None
+
+
+@visitor("Gelu", check=_check_gelu)
+def lower_gelu(node: ir.Node, ctx: LoweringContext) -> None:
+    approximate = attr(node, "approximate", "none") == "tanh"
+    _unary(ctx, node, "GELU", schema.GeluOptionsT(approximate=approximate))
+
+
+def clip_bounds(node: ir.Node) -> tuple[float, float]:
+    """Clip's (min, max): inputs since opset 11, attributes before; absent means unbounded."""
+    if "min" in node.attributes or "max" in node.attributes:
+        return float(attr(node, "min", -math.inf)), float(attr(node, "max", math.inf))
+    lo, hi = const_input(node, 1), const_input(node, 2)
+    return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
+
+
+def _check_clip(node: ir.Node) -> str | None:
+    return first_problem(require_const(node, 1, "min"), require_const(node, 2, "max"))
+
+
+def clamp(ctx: LoweringContext, src: int, out: int, lo: float, hi: float) -> None:
+    """out = min(max(src, lo), hi) with the fewest TFLite ops XNNPACK runs.
+
+    RELU_0_TO_1 exists, but XNNPACK leaves it to the CPU kernels: [0, 1] is MAXIMUM, MINIMUM.
+    """
+    fixed = _FIXED_CLAMPS.get((lo, hi))
+    if fixed is not None:
+        ctx.emit(fixed, [src], [out])
+        return
+    steps = []
+    if lo > -math.inf:
+        steps.append(("MAXIMUM", lo))
+    if hi < math.inf:
+        steps.append(("MINIMUM", hi))
+    if not steps:  # an unbounded Clip is a copy
+        ctx.emit("RESHAPE", [src, ctx.int32(ctx.graph.shape(out))], [out])
+        return
+    for i, (op, bound) in enumerate(steps):
+        dst = out if i == len(steps) - 1 else ctx.temp(ctx.graph.shape(out), hint=op.lower())
+        ctx.emit(op, [src, ctx.float32(bound, "bound")], [dst])
+        src = dst
+
+
+@visitor("Clip", check=_check_clip)
+def lower_clip(node: ir.Node, ctx: LoweringContext) -> None:
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    out = ctx.define(node.outputs[0], perm)
+    lo, hi = clip_bounds(node)
+    clamp(ctx, ctx.tensor(x, perm), out, lo, hi)
+
+
+@visitor("HardSigmoid")
+def lower_hard_sigmoid(node: ir.Node, ctx: LoweringContext) -> None:
+    # max(0, min(1, alpha * x + beta)): TFLite has no HardSigmoid builtin.
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    out = ctx.define(node.outputs[0], perm)
+    shape = ctx.graph.shape(out)
+    scaled = ctx.temp(shape, hint="scaled")
+    ctx.emit("MUL", [ctx.tensor(x, perm), ctx.float32(attr(node, "alpha", 0.2), "alpha")], [scaled],
+             schema.MulOptionsT())
+    shifted = ctx.temp(shape, hint="shifted")
+    ctx.emit("ADD", [scaled, ctx.float32(attr(node, "beta", 0.5), "beta")], [shifted], schema.AddOptionsT())
+    clamp(ctx, shifted, out, 0.0, 1.0)
+
+
+def _check_identity(node: ir.Node) -> str | None:
+    if node.op_type != "Dropout":
+        return None
+    training = const_input(node, 2)
+    if training is not None and bool(training):
+        return "Dropout in training mode; export the model in eval mode"
+    if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
+        return "Dropout's mask output is used; only inference-mode Dropout is lowered"
+    return None
+
+
+@visitor("Identity", "Dropout", check=_check_identity)
+def lower_identity(node: ir.Node, ctx: LoweringContext) -> None:
+    # Inference-mode Dropout is the identity.
+    ctx.alias(node.outputs[0], node.inputs[0])

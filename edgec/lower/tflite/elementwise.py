@@ -1,0 +1,120 @@
+"""Broadcasting binary ops: Add, Sub, Mul, Div, Max, Min, PRelu.
+
+The output takes the layout (among its activation operands' own) that moves the fewest
+elements; other activations are brought to it, and constants are rank-aligned (numpy
+broadcasting) and permuted at compile time, so a bias or a per-channel scale costs no
+TRANSPOSE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as schema
+
+from edgec.lower.tflite import layout
+from edgec.lower.tflite.activations import take_fused_activation
+from edgec.lower.tflite.context import LoweringContext
+from edgec.lower.tflite.layout import Perm
+from edgec.lower.tflite.registry import visitor
+
+_BINARY = {
+    "Add": ("ADD", schema.AddOptionsT),
+    "Sub": ("SUB", schema.SubOptionsT),
+    "Mul": ("MUL", schema.MulOptionsT),
+    "Div": ("DIV", schema.DivOptionsT),
+    "Max": ("MAXIMUM", None),
+    "Min": ("MINIMUM", None),
+}
+
+
+def output_layout(ctx: LoweringContext, node: ir.Node) -> Perm:
+    """The layout, among the activation operands' own, that needs the fewest moved elements.
+
+    Ties go to the largest operand (first listed), so a residual Add of NHWC tensors stays NHWC.
+    """
+    out_rank = len(ctx.shape(node.outputs[0]))
+    activations = [
+        v for v in node.inputs
+        if v is not None and ctx.const(v) is None and len(ctx.shape(v)) == out_rank
+    ]
+    if not activations:
+        return layout.identity(out_rank)
+    by_size = sorted(activations, key=lambda v: -math.prod(ctx.shape(v)))
+    candidates = [ctx.perm(v) for v in by_size]
+    return min(candidates, key=lambda perm: sum(ctx.conversion_cost(v, perm) for v in activations))
+
+
+def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm) -> int:
+    """`value` as a TFLite operand that broadcasts against an output held with `perm`."""
+    array = ctx.const(value)
+    if array is not None:
+        data = layout.const_in_layout(array.astype(np.float32), out_rank, perm)
+        return ctx.const_tensor(data, value.name)
+    shape = ctx.shape(value)
+    if len(shape) == out_rank:
+        return ctx.tensor(value, perm)
+    # A lower-rank activation: align its rank first (bytes unchanged), then its layout.
+    aligned = (1,) * (out_rank - len(shape)) + shape
+    src = ctx.tensor(value)
+    reshaped = ctx.temp(aligned, hint=f"{value.name}/aligned")
+    ctx.emit("RESHAPE", [src, ctx.int32(aligned)], [reshaped])
+    if layout.is_memory_noop(aligned, perm):
+        return _reshape(ctx, reshaped, layout.permute(aligned, perm))
+    out = ctx.temp(layout.permute(aligned, perm), hint=f"{value.name}/relayout")
+    ctx.layout_transposes += 1
+    ctx.emit("TRANSPOSE", [reshaped, ctx.int32(perm, "perm")], [out])
+    return out
+
+
+def _reshape(ctx: LoweringContext, tensor: int, shape) -> int:
+    if tuple(ctx.graph.shape(tensor)) == tuple(shape):
+        return tensor
+    out = ctx.temp(shape, hint="reshape")
+    ctx.emit("RESHAPE", [tensor, ctx.int32(shape)], [out])
+    return out
+
+
+def lower_binary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> None:
+    perm = output_layout(ctx, node)
+    out_rank = len(perm)
+    inputs = [operand(ctx, v, out_rank, perm) for v in node.inputs]
+    result = node.outputs[0]
+    if options is not None and hasattr(options, "fusedActivationFunction"):
+        options.fusedActivationFunction, result = take_fused_activation(ctx, result)
+    out = ctx.define(result, perm)
+    ctx.emit(op, inputs, [out], options)
+
+
+def _check_binary(node: ir.Node) -> str | None:
+    if node.op_type in ("Max", "Min") and len(node.inputs) != 2:
+        return f"{node.op_type} with {len(node.inputs)} inputs; only 2 are lowered"
+    if len(node.inputs) != 2:
+        return "expects exactly 2 inputs"
+    return None
+
+
+@visitor(*_BINARY, check=_check_binary)
+def lower_arithmetic(node: ir.Node, ctx: LoweringContext) -> None:
+    op, options_cls = _BINARY[node.op_type]
+    lower_binary(ctx, node, op, options_cls() if options_cls else None)
+
+
+@visitor("PRelu")
+def lower_prelu(node: ir.Node, ctx: LoweringContext) -> None:
+    x, slope = node.inputs
+    perm = ctx.perm(x) if ctx.const(x) is None else layout.identity(len(ctx.shape(x)))
+    out_rank = len(ctx.shape(node.outputs[0]))
+    alpha = operand(ctx, slope, out_rank, perm)
+    # TFLite's PRELU wants alpha without the leading broadcast axes (e.g. [1,1,C] for NHWC).
+    if ctx.graph.is_const(alpha):
+        shape = list(ctx.graph.shape(alpha))
+        while len(shape) > 1 and shape[0] == 1:
+            shape.pop(0)
+        data = ctx.const(slope).astype(np.float32)
+        data = layout.const_in_layout(data, out_rank, perm).reshape(shape)
+        alpha = ctx.const_tensor(data, slope.name)
+    out = ctx.define(node.outputs[0], perm)
+    ctx.emit("PRELU", [ctx.tensor(x, perm), alpha], [out])

@@ -1,0 +1,48 @@
+"""ReduceMean / ReduceMax / ReduceSum -> MEAN / REDUCE_MAX / SUM, axes remapped to the layout."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as schema
+
+from edgec.ir import static_shape
+from edgec.lower.tflite import layout
+from edgec.lower.tflite.common import attr, const_ints, input_at, normalize_axes, require_const
+from edgec.lower.tflite.context import LoweringContext
+from edgec.lower.tflite.registry import visitor
+
+_REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM"}
+
+
+def reduce_axes(node: ir.Node) -> list[int] | None:
+    """The reduced ONNX axes (normalized), or None when the node is a no-op."""
+    rank = len(static_shape(node.inputs[0]))
+    if input_at(node, 1) is not None:  # opset 18+ (ReduceSum since 13)
+        axes = const_ints(node, 1)
+    else:
+        axes = list(attr(node, "axes", ()))
+    if not axes:
+        if attr(node, "noop_with_empty_axes", 0):
+            return None
+        axes = list(range(rank))
+    return sorted(set(normalize_axes(axes, rank)))
+
+
+def _check_reduce(node: ir.Node) -> str | None:
+    return require_const(node, 1, "axes")
+
+
+@visitor(*_REDUCERS, check=_check_reduce)
+def lower_reduce(node: ir.Node, ctx: LoweringContext) -> None:
+    x = node.inputs[0]
+    axes = reduce_axes(node)
+    if axes is None:
+        ctx.alias(node.outputs[0], x)
+        return
+    perm = ctx.perm(x)
+    keep = bool(attr(node, "keepdims", 1))
+    out_perm = perm if keep else layout.drop_axes(perm, axes)
+    out = ctx.define(node.outputs[0], out_perm)
+    tfl_axes = sorted(layout.axis_in(perm, a) for a in axes)
+    ctx.emit(_REDUCERS[node.op_type], [ctx.tensor(x, perm), ctx.int32(tfl_axes, "axes")], [out],
+             schema.ReducerOptionsT(keepDims=keep))
