@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from edgec.artifact import Artifact
 from edgec.frontends import load_model
 from edgec.frontends.shapes import normalize_input_shapes
-from edgec.pipeline import compile_imported
+from edgec.pipeline import QuantizeRequest, compile_imported
 from edgec.targets import load_registry
 
 
@@ -21,6 +21,11 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     *,
     input_shapes: dict | Sequence | None = None,
     formats: Sequence[str] | None = None,
+    calibration: Any = None,
+    calib_method: str | None = None,
+    calib_percentile: float | None = None,
+    calib_preprocess: str | None = None,
+    calib_limit: int | None = None,
     verify: bool = True,
     samples: int = 4,
     allow_pickle: bool = False,
@@ -31,7 +36,9 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     """Compile a model for a target, verify it, and write the artifacts and report.json.
 
     model: a torch.nn.Module (with example_inputs), a torch.export.ExportedProgram, a path to a
-    .pt2 / .pt (TorchScript) / .onnx file, or "zoo:NAME". Returns an Artifact whose .report is
+    .pt2 / .pt (TorchScript) / .onnx file, or "zoo:NAME". Integer targets (e.g. arm64-int8) need
+    `calibration`: an .npz/.npy path, an image folder, an array of stacked samples, any iterable
+    of inputs (e.g. a DataLoader), or "random" for latency-only work. Returns an Artifact whose .report is
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)
@@ -42,6 +49,8 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     imported = load_model(model, example_inputs=example_inputs, input_shapes=shapes,
                           allow_pickle=allow_pickle, name=name)
     import_s = time.perf_counter() - t
-    return compile_imported(imported, tgt, out_dir, input_shapes=shapes,
+    request = QuantizeRequest(calibration=calibration, method=calib_method, percentile=calib_percentile,
+                              preprocess=calib_preprocess, limit=calib_limit)
+    return compile_imported(imported, tgt, out_dir, input_shapes=shapes, quantize=request,
                             formats=tuple(formats) if formats else None,
                             verify=verify, samples=samples, log=log, timings={"import_s": import_s})

@@ -37,6 +37,11 @@ def compile(  # noqa: A001
     out_dir: Path = typer.Option(Path("out"), "--out", "-o", help="output folder"),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="fix input shapes: 1,3,224,224 or name=1,3,224,224 (repeatable)"),
     formats: Optional[str] = typer.Option(None, "--format", help="comma-separated subset of the target's formats (tflite,tvm)"),
+    calib: Optional[str] = typer.Option(None, "--calib", help="calibration data for int8/int4 targets: data.npz | data.npy | images/ | random"),
+    calib_method: Optional[str] = typer.Option(None, "--calib-method", help="minmax | percentile | mse | entropy (default: the target's)"),
+    calib_percentile: Optional[float] = typer.Option(None, "--calib-percentile", help="for --calib-method percentile, e.g. 99.99"),
+    calib_preprocess: Optional[str] = typer.Option(None, "--calib-preprocess", help="for image folders: resize=N,mean=a:b:c,std=a:b:c,scale=255,gray"),
+    calib_limit: Optional[int] = typer.Option(None, "--calib-limit", min=1, help="use at most N calibration samples"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip running the artifacts against the float reference"),
     samples: int = typer.Option(4, "--samples", min=1, help="sample inputs used for verification"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full-module .pt (runs code from the file)"),
@@ -52,6 +57,8 @@ def compile(  # noqa: A001
     fmt_list = [f.strip() for f in formats.split(",")] if formats else None
     with err.status("compiling") as status:
         art = edgec.compile(model, target=target, out_dir=out_dir, input_shapes=shapes, formats=fmt_list,
+                            calibration=calib, calib_method=calib_method, calib_percentile=calib_percentile,
+                            calib_preprocess=calib_preprocess, calib_limit=calib_limit,
                             verify=not no_verify, samples=samples, allow_pickle=trust_pickle, name=name,
                             devices=devices, log=lambda msg: status.update(msg))
     if as_json:
@@ -60,25 +67,44 @@ def compile(  # noqa: A001
     _print_compile_summary(art)
 
 
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
 def _print_compile_summary(art) -> None:
     rep = art.report
     table = Table(title=f"{rep['source']['name']} -> {rep['target']['name']}", title_justify="left")
-    for col in ("artifact", "size", "ran on", "max rel err", "SQNR dB", "top-1 agree", "XNNPACK"):
-        table.add_column(col)
+    for col in ("format", "size", "ran on", "max rel err", "SQNR dB", "top-1 agree", "XNNPACK"):
+        table.add_column(col, overflow="fold")
     ver = rep["verification"].get("artifacts", {}) if isinstance(rep["verification"], dict) else {}
     for a in rep["artifacts"]:
         v = ver.get(a["format"], {})
-        figs = v.get("vs_onnxruntime", {})
+        figs = v.get("vs_float", {})
         x = v.get("xnnpack")
         table.add_row(
-            a["path"], f"{a['size_bytes'] / 1024:.1f} KiB",
-            v.get("runtime", "-") if v.get("ran") else ("not run: " + v.get("why", "--no-verify")),
+            a["format"], _size(a["size_bytes"]),
+            v.get("runtime", "-") if v.get("ran") else ("not here" if v else "--no-verify"),
             _fmt_float(figs.get("max_rel_error", "-"), ".2e"), _fmt_float(figs.get("sqnr_db", "-"), ".1f"),
             _fmt_float(figs.get("top1_agreement", "-"), ".3f"),
             f"{x['delegated']}/{x['nodes']} ops" if x else "-",
         )
     out.print(table)
-    out.print(f"report: {art.report_path}  ({rep['timings']['total_s']:.1f} s)")
+    if "quantized_reference" in rep["verification"]:
+        q = rep["verification"]["quantized_reference"]["vs_float"]
+        out.print(f"int8 reference (onnxruntime QDQ) vs float: SQNR {_fmt_float(q['sqnr_db'], '.1f')} dB, "
+                  f"top-1 agreement {_fmt_float(q['top1_agreement'], '.3f')}")
+        for fmt, v in ver.items():
+            lsb = v.get("vs_qdq", {}).get("lsb_agreement")
+            if lsb:
+                out.print(f"{fmt} within 1 LSB of the QDQ reference: "
+                          + ", ".join(f"{f:.2%}" for f in lsb if f is not None))
+    quant = rep.get("quantization") or {}
+    if quant.get("accuracy"):
+        out.print(f"[yellow]accuracy {quant['accuracy']}[/yellow]")
+    for a in rep["artifacts"]:
+        out.print(f"{a['format']}: {a['path']}", soft_wrap=True)
+    out.print(f"report: {art.report_path}", soft_wrap=True)
+    out.print(f"compiled in {rep['timings']['total_s']:.1f} s")
 
 
 @app.command()
@@ -127,6 +153,83 @@ def zoo():
         info = zoo_mod.describe(name) if hasattr(zoo_mod, "describe") else {}
         table.add_row(f"zoo:{name}", str(info.get("input_shape", "")), info.get("description", ""))
     out.print(table)
+
+
+@app.command()
+def bench(
+    artifact: Path = typer.Argument(..., help=".tflite, .so (TVM) or .onnx artifact"),
+    device: str = typer.Option("host", "--device", "-d", help="device from devices.yaml (see `edgec devices`)"),
+    runs: int = typer.Option(50, "--runs", "-n", help="timed runs (samples)"),
+    warmup: int = typer.Option(10, "--warmup", help="untimed runs first"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="runtime threads (default: the runtime's own)"),
+    cpus: Optional[str] = typer.Option(None, "--cpus", help="pin to these host CPUs, e.g. 0-3 (host only)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (all samples) to this file"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG chart (distribution, or the --vs comparison)"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="a result JSON to compare against (regression gate)"),
+    max_regression: Optional[str] = typer.Option(None, "--max-regression", help="allowed slowdown, e.g. 5% (default 5% with --baseline; with --vs, gates only when given)"),
+    vs: Optional[Path] = typer.Option(None, "--vs", help="another artifact, timed interleaved with this one (A B A B)"),
+    devices: Optional[Path] = DevicesOpt,
+):
+    """Time an artifact on a device; gate on a baseline or against another artifact.
+
+    Exits 4 when --baseline or --vs shows a slowdown larger than --max-regression whose
+    whole 95% interval lies above the limit.
+    """
+    from edgec.bench import RegressionError, benchmark, benchmark_vs, check_regression, parse_fraction
+    from edgec.bench.report import print_result, print_vs
+
+    limit = parse_fraction(max_regression or "5%")
+    with err.status("benchmarking") as status:
+        log = lambda msg: status.update(msg)  # noqa: E731
+        if vs is not None:
+            result = benchmark_vs(artifact, vs, device=device, runs=runs, warmup=warmup, threads=threads,
+                                  cpus=cpus, devices=devices, log=log)
+        else:
+            result = benchmark(artifact, device=device, runs=runs, warmup=warmup, threads=threads,
+                               cpus=cpus, devices=devices, log=log)
+    if vs is not None:
+        print_vs(out, result)
+    else:
+        print_result(out, result)
+    if json_out:
+        result.save(json_out)
+        out.print(f"result: {json_out}", highlight=False)
+    if plot:
+        from edgec.bench.plots import plot_distribution, plot_vs
+
+        if vs is not None:
+            plot_vs(result, plot, max_regression=limit if max_regression else None)
+        else:
+            plot_distribution([result], plot)
+        out.print(f"plot: {plot}", highlight=False)
+    regressed = False
+    if baseline is not None:
+        from edgec.bench.result import BenchResult
+
+        current = result.b if vs is not None else result
+        verdict = check_regression(current, BenchResult.load(baseline), limit)
+        for warning in verdict.warnings:
+            err.print(Text(f"warning: {warning}", style="yellow"), highlight=False)
+        out.print(Text(f"vs baseline {baseline}: {verdict.message()}"), highlight=False)
+        regressed = verdict.regressed
+    elif vs is not None and max_regression:
+        lo = result.ratio.ci[0]
+        regressed = lo > 1 + limit
+        out.print(f"gate: B/A interval lower bound {lo:.3f} {'>' if regressed else '<='} limit {1 + limit:.3f}",
+                  highlight=False)
+    if regressed:
+        raise RegressionError(f"latency regression beyond {limit:.1%} (see the ratio and interval above)")
+
+
+@app.command(name="devices")
+def devices_cmd(devices: Optional[Path] = DevicesOpt):
+    """List devices.yaml's devices: which are reachable now and, if not, what to do."""
+    from edgec.bench.devices import status
+    from edgec.bench.report import print_devices
+    from edgec.targets import load_registry
+
+    reg = load_registry(devices)
+    print_devices(out, [status(d, reg.path.parent) for d in reg.devices.values()], reg.path)
 
 
 def main(argv: list[str] | None = None) -> int:

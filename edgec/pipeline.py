@@ -7,6 +7,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -14,7 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import onnx_ir as ir
@@ -27,9 +28,10 @@ from edgec.frontends.shapes import InputShapes
 from edgec.fsutil import atomic_write_text
 from edgec.ir import clone, input_specs, sample_inputs
 from edgec.passes import fix_input_shapes, run_passes
+from edgec.quantization.layer_report import layer_sqnr
 from edgec.runtimes.onnxrt import OnnxRuntime
 from edgec.targets import Target
-from edgec.verify import compare_outputs, json_safe, tolerance_failures
+from edgec.verify import compare_outputs, json_safe, lsb_agreement, lsb_failures, tolerance_failures
 
 Log = Callable[[str], None]
 
@@ -41,6 +43,17 @@ def _lowerings():
     return {"tflite": lower_tflite, "tvm": lower_tvm}
 
 
+@dataclasses.dataclass
+class QuantizeRequest:
+    """Calibration for integer targets; ignored by float ones."""
+
+    calibration: Any = None  # path, array, iterable, CalibrationSet, or "random"
+    method: str | None = None  # None: the target's default
+    percentile: float | None = None
+    preprocess: str | None = None
+    limit: int | None = None
+
+
 def compile_imported(
     imported: ImportedModel,
     target: Target,
@@ -48,6 +61,7 @@ def compile_imported(
     *,
     input_shapes: InputShapes | None = None,
     formats: tuple[str, ...] | None = None,
+    quantize: QuantizeRequest | None = None,
     verify: bool = True,
     samples: int = 4,
     log: Log = lambda msg: None,
@@ -67,6 +81,20 @@ def compile_imported(
     model, pass_records = run_passes(model, list(target.passes), on_progress=log)
     timings["passes_s"] = time.perf_counter() - t
 
+    quant_info = None
+    float_model = model
+    inputs = [sample_inputs(reference_model, seed=i) for i in range(samples)]
+    if imported.example_inputs is not None:
+        inputs[0] = [np.asarray(a, dtype=s[2]) for a, s in zip(imported.example_inputs, input_specs(reference_model))]
+    if target.is_integer:
+        t = time.perf_counter()
+        model, quant_info, calib = _quantize(model, target, quantize or QuantizeRequest(), log)
+        ranges = quant_info.pop("ranges")
+        timings["quantize_s"] = time.perf_counter() - t
+        if not calib.is_random:
+            # Real data says more than random inputs about a quantized model (top-1 agreement above all).
+            inputs = calib.samples[-samples:]
+
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{imported.name}.{target.name}.", dir=out_dir))
     try:
@@ -84,7 +112,11 @@ def compile_imported(
         if verify:
             log("verifying against the float reference")
             t = time.perf_counter()
-            verification = _verify(imported, reference_model, target, {f: p for f, (p, _) in lowered.items()}, samples)
+            staged = {f: p for f, (p, _) in lowered.items()}
+            verification = _verify(imported, inputs, reference_model, model if target.is_integer else None,
+                                   quant_info, target, staged)
+            if quant_info is not None:
+                _merge_layer_figures(quant_info, layer_sqnr(float_model, model, inputs, ranges))
             timings["verify_s"] = time.perf_counter() - t
 
         paths = _publish(staging, out_dir, lowered)
@@ -92,11 +124,39 @@ def compile_imported(
         shutil.rmtree(staging, ignore_errors=True)
 
     timings["total_s"] = sum(timings.values())
-    report = _report(imported, target, model, reference_model, pass_records, lowered, paths, verification, timings)
+    report = _report(imported, target, model, reference_model, pass_records, lowered, paths, verification,
+                     timings, quant_info)
     report_path = out_dir / f"{imported.name}.{target.name}.report.json"
     atomic_write_text(report_path, json.dumps(json_safe(report), indent=2))
     return Artifact(target=target, paths={f: p for f, p in paths.items() if f in formats}, report=report,
                     report_path=report_path)
+
+
+def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Log):
+    from edgec.quantization import quantize_model
+    from edgec.quantization.calibration import load_calibration
+
+    q = target.quantization
+    data = load_calibration(request.calibration, model, preprocess=request.preprocess, limit=request.limit)
+    method = request.method or q.method
+    log(f"calibrating on {len(data)} samples ({method})")
+    qdq, info = quantize_model(
+        model, data, method=method, percentile=request.percentile or q.percentile, weight_bits=q.weight_bits,
+        progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"),
+    )
+    if data.is_random:
+        info["accuracy"] = "unknown: calibrated on random inputs (--calib random); latency work only"
+    return qdq, info, data
+
+
+def _merge_layer_figures(quant_info: dict, rows: list[dict]) -> None:
+    """Per layer: weight scales (from the pass) + output SQNR vs float and clipping (measured)."""
+    by_tensor = {r["tensor"]: r for r in rows}
+    for layer in quant_info.get("layers", []):
+        row = by_tensor.get(layer.get("output"))
+        if row is not None:
+            layer.update({k: v for k, v in row.items() if k != "tensor"})
+    quant_info["tensors"] = rows
 
 
 def _publish(staging: Path, out_dir: Path, lowered: dict) -> dict[str, Path]:
@@ -111,21 +171,29 @@ def _publish(staging: Path, out_dir: Path, lowered: dict) -> dict[str, Path]:
     return paths
 
 
-def _verify(imported: ImportedModel, reference_model: ir.Model, target: Target, staged: dict[str, Path],
-            samples: int) -> dict:
-    inputs = [sample_inputs(reference_model, seed=i) for i in range(samples)]
-    if imported.example_inputs is not None:
-        inputs[0] = [np.asarray(a, dtype=s[2]) for a, s in zip(imported.example_inputs, input_specs(reference_model))]
+def _output_steps(qdq_model: ir.Model, quant_info: dict) -> list[float | None]:
+    """The quantization step (scale) of each graph output, where the output is quantized."""
+    acts = quant_info.get("activations", {})
+    return [acts[v.name]["scale"] if v.name in acts else None for v in qdq_model.graph.outputs]
+
+
+def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_model: ir.Model,
+            qdq_model: ir.Model | None, quant_info: dict | None, target: Target, staged: dict[str, Path]) -> dict:
     output_names = [v.name for v in reference_model.graph.outputs]
 
-    reference = OnnxRuntime.from_ir(reference_model, optimize=False)
-    ref_outputs = [reference.run(x) for x in inputs]
-    references = {"onnxruntime": ref_outputs}
-    result: dict = {"samples": samples, "reference": "onnxruntime on the imported float graph", "artifacts": {}}
+    float_outputs = [OnnxRuntime.from_ir(reference_model, optimize=False).run(x) for x in inputs] if inputs else []
+    references = {"float": float_outputs}
+    result: dict = {"samples": len(inputs), "reference": "onnxruntime on the imported float graph", "artifacts": {}}
     if imported.torch_reference is not None:
         torch_outputs = [_run_torch(imported.torch_reference, x) for x in inputs]
         references["torch"] = torch_outputs
-        result["export"] = compare_outputs(ref_outputs, torch_outputs, output_names)
+        result["export"] = compare_outputs(float_outputs, torch_outputs, output_names)
+    qdq_outputs = steps = None
+    if qdq_model is not None:
+        qdq_runtime = OnnxRuntime.from_ir(qdq_model, optimize=False)
+        qdq_outputs = [qdq_runtime.run(x) for x in inputs]
+        steps = _output_steps(qdq_model, quant_info or {})
+        result["quantized_reference"] = {"vs_float": compare_outputs(qdq_outputs, float_outputs, output_names)}
 
     failures = []
     for fmt, path in staged.items():
@@ -139,6 +207,12 @@ def _verify(imported: ImportedModel, reference_model: ir.Model, target: Target, 
             figures = compare_outputs(outputs, ref, output_names)
             entry[f"vs_{ref_name}"] = figures
             failures += [f"{fmt} vs {ref_name}: {p}" for p in tolerance_failures(figures, target.tolerance)]
+        if qdq_outputs is not None:
+            figures = compare_outputs(outputs, qdq_outputs, output_names)
+            figures["lsb_agreement"] = lsb_agreement(outputs, qdq_outputs, steps)
+            entry["vs_qdq"] = figures
+            failures += [f"{fmt} vs the quantized reference: {p}"
+                         for p in lsb_failures(figures["lsb_agreement"], output_names, target.tolerance)]
         if hasattr(runtime, "delegation"):
             entry["xnnpack"] = runtime.delegation()
         result["artifacts"][fmt] = entry
@@ -187,7 +261,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _report(imported, target, model, reference_model, pass_records, lowered, paths, verification, timings) -> dict:
+def _report(imported, target, model, reference_model, pass_records, lowered, paths, verification, timings,
+            quant_info) -> dict:
     artifacts = []
     for fmt, (_, info) in lowered.items():
         path = paths[fmt]
@@ -205,8 +280,7 @@ def _report(imported, target, model, reference_model, pass_records, lowered, pat
         "source": {"given": imported.source, "kind": imported.kind, "name": imported.name},
         "target": {"name": target.name, "arch": target.arch, "precision": target.precision,
                    "tvm_target": target.tvm_target,
-                   "tolerance": {"max_rel_error": target.tolerance.max_rel_error,
-                                 "min_sqnr_db": target.tolerance.min_sqnr_db}},
+                   "tolerance": dataclasses.asdict(target.tolerance)},
         "inputs": [{"name": n, "shape": list(s), "dtype": str(d)} for n, s, d in input_specs(reference_model)],
         "outputs": [{"name": v.name, "shape": list(v.shape or ())} for v in reference_model.graph.outputs],
         "ir": {
@@ -215,6 +289,7 @@ def _report(imported, target, model, reference_model, pass_records, lowered, pat
             "parameters": _parameters(model),
         },
         "passes": pass_records,
+        "quantization": quant_info,
         "artifacts": artifacts,
         "verification": verification if verification is not None else {"skipped": "--no-verify"},
         "timings": timings,

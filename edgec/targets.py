@@ -25,8 +25,27 @@ KNOWN_PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-    max_rel_error: float
+    """What verification holds an artifact to; a limit left as None is reported, not enforced.
+
+    max_rel_error / min_sqnr_db compare with the float reference; min_lsb_agreement (integer
+    targets) is the fraction of output elements within one output quantization step of the
+    onnxruntime QDQ reference, i.e. whether the lowering computes what the quantized graph says.
+    """
+
+    max_rel_error: float | None = None
     min_sqnr_db: float | None = None
+    min_lsb_agreement: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantization:
+    """How an integer target quantizes: weight bits and the default calibration method."""
+
+    weight_bits: int = 8
+    method: str = "minmax"
+    percentile: float = 99.99
+    bias_correction: bool = True
+    equalization: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +60,12 @@ class Target:
     runs_on: tuple[str, ...] = ("host",)
     tvm_cross_compiler: str | None = None
     description: str = ""
+    quantization: Quantization | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_integer(self) -> bool:
+        return self.precision in ("int8", "int4")
 
     @property
     def is_host_arch(self) -> bool:
@@ -147,24 +171,38 @@ def _parse_target(path: Path, name: str, spec: dict) -> Target:
     tol = spec.get("tolerance") or {}
     known_keys = {
         "arch", "precision", "formats", "passes", "tvm_target", "tvm_cross_compiler",
-        "runs_on", "tolerance", "description",
+        "runs_on", "tolerance", "description", "quantization",
     }
+    precision = _require(path, where, spec, "precision", KNOWN_PRECISIONS)
+    quant = spec.get("quantization")
+    if precision in ("int8", "int4") and quant is None:
+        quant = {}
+    try:
+        quantization = Quantization(**quant) if quant is not None else None
+    except TypeError as exc:
+        raise EdgecError(f"{path}: {where} has a bad 'quantization' entry: {exc}") from None
     return Target(
         name=name,
         arch=_require(path, where, spec, "arch", KNOWN_ARCHS),
-        precision=_require(path, where, spec, "precision", KNOWN_PRECISIONS),
+        precision=precision,
         formats=formats,
         passes=tuple(spec.get("passes") or ()),
         tvm_target=dict(spec.get("tvm_target") or {"kind": "llvm"}),
-        tolerance=Tolerance(
-            max_rel_error=float(tol.get("max_rel_error", 1e-4)),
-            min_sqnr_db=float(tol["min_sqnr_db"]) if "min_sqnr_db" in tol else None,
-        ),
+        tolerance=_parse_tolerance(path, where, tol),
+        quantization=quantization,
         runs_on=tuple(spec.get("runs_on") or ("host",)),
         tvm_cross_compiler=spec.get("tvm_cross_compiler"),
         description=spec.get("description", ""),
         options={k: v for k, v in spec.items() if k not in known_keys},
     )
+
+
+def _parse_tolerance(path: Path, where: str, tol: dict) -> Tolerance:
+    fields = {f.name for f in dataclasses.fields(Tolerance)}
+    unknown = set(tol) - fields
+    if unknown:
+        raise EdgecError(f"{path}: {where} tolerance has unknown keys {sorted(unknown)}; expected {sorted(fields)}")
+    return Tolerance(**{k: float(v) for k, v in tol.items()})
 
 
 def _parse_device(path: Path, name: str, spec: dict) -> Device:

@@ -8,6 +8,10 @@ walking back from its outputs to its inputs finds the operators it replaced.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +20,24 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgec.errors import ModelLoadError
 from edgec.runtimes.base import Runtime, TensorSpec, artifact_path
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """LiteRT's C++ logs 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on every load,
+    straight to file descriptor 2; users of the CLI should not see it."""
+    if os.environ.get("EDGEC_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class LiteRTRuntime(Runtime):
@@ -32,11 +54,12 @@ class LiteRTRuntime(Runtime):
         self.xnnpack = xnnpack
         resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self._interp = Interpreter(
-                model_path=str(self.path), num_threads=num_threads,
-                experimental_op_resolver_type=resolver,
-            )
-            self._interp.allocate_tensors()
+            with _native_stderr_silenced():
+                self._interp = Interpreter(
+                    model_path=str(self.path), num_threads=num_threads,
+                    experimental_op_resolver_type=resolver,
+                )
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"{self.path}: not a loadable TFLite model ({first_line})") from None

@@ -28,6 +28,7 @@ class OnnxRuntime(Runtime):
     def __init__(self, model: str | Path | bytes, num_threads: int | None = None,
                  optimize: bool = True):
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # warnings about unused initializers are noise to users
         if num_threads:
             opts.intra_op_num_threads = num_threads
         if not optimize:

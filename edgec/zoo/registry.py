@@ -8,6 +8,8 @@ eval mode with a matching example input.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dataclasses
 import inspect
 from typing import Any, Callable
@@ -90,7 +92,8 @@ def describe(name: str) -> dict[str, Any]:
 
 
 def build(name: str, *, num_classes: int | None = None, resolution: int | None = None,
-          in_channels: int | None = None, seed: int = 0, **options: Any) -> ZooModel:
+          in_channels: int | None = None, seed: int = 0, weights: str | None = None,
+          **options: Any) -> ZooModel:
     """Build zoo model `name`, calibrated (see calibrate.py), in eval mode.
 
     The common sizes left as None take the model's defaults; `options` are the model's own
@@ -100,6 +103,8 @@ def build(name: str, *, num_classes: int | None = None, resolution: int | None =
     entry = _entry(name)
     common = {"num_classes": num_classes, "resolution": resolution, "in_channels": in_channels}
     given = {k: v for k, v in common.items() if v is not None} | options
+    if weights is not None:
+        return _build_trained(entry, weights, _validated(entry, given))
     config = entry.defaults() | _validated(entry, given)
     seed = _coerce(name, "seed", seed, 0)
 
@@ -112,6 +117,50 @@ def build(name: str, *, num_classes: int | None = None, resolution: int | None =
     example = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed + 1))
     return ZooModel(module.eval(), (example,), name, entry.description, input_shape,
                     config | {"seed": seed})
+
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def trained_weights(name: str) -> list[str]:
+    """Names of the trained weight sets shipped for zoo model `name` (e.g. ['mnist'])."""
+    return sorted(p.name[len(name) + 1:-3] for p in WEIGHTS_DIR.glob(f"{name}-*.pt"))
+
+
+def _build_trained(entry: "ModelEntry", weights: str, given: dict[str, Any]) -> ZooModel:
+    """A zoo model with shipped trained weights; its options are those it was trained with."""
+    path = WEIGHTS_DIR / f"{entry.name}-{weights}.pt"
+    if not path.is_file():
+        have = trained_weights(entry.name)
+        raise EdgecError(f"zoo model '{entry.name}' has no '{weights}' weights; "
+                         f"available: {', '.join(have) if have else 'none'}")
+    saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain dicts only
+    config = saved["config"]
+    clash = {k: v for k, v in given.items() if config.get(k) != v}
+    if clash:
+        raise EdgecError(f"zoo model '{entry.name}' with '{weights}' weights was trained with "
+                         f"{', '.join(f'{k}={config.get(k)}' for k in clash)}; drop or match those options")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = entry.factory(**config)
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
+    input_shape = tuple(entry.input_shape(config))
+    example = torch.from_numpy(saved["example_input"].numpy()) if "example_input" in saved else \
+        torch.randn(input_shape, generator=torch.Generator().manual_seed(1))
+    return ZooModel(module.eval(), (example.float(),), entry.name, entry.description, input_shape,
+                    config | {"weights": weights, "metrics": saved.get("metrics", {})})
+
+
+def save_trained(module: nn.Module, name: str, weights: str, config: dict[str, Any],
+                 example_input: torch.Tensor, metrics: dict[str, float]) -> Path:
+    """Ship trained weights in half precision: the repo stays small, and fp16 rounding of
+    weights changes MNIST accuracy by far less than a test image."""
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    path = WEIGHTS_DIR / f"{name}-{weights}.pt"
+    state = {k: v.half() if v.is_floating_point() else v for k, v in module.state_dict().items()}
+    torch.save({"config": {k: v for k, v in config.items() if k not in ("seed", "weights", "metrics")},
+                "state_dict": state, "example_input": example_input.half(), "metrics": metrics}, path)
+    return path
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -128,7 +177,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         raise EdgecError(f"zoo spec '{spec}': options must look like NAME?key=value&key=value") from None
     options = dict(pairs)
     seed = options.pop("seed", None)
+    weights = options.pop("weights", None)
     kwargs = _validated(entry, options)
+    if weights is not None:
+        kwargs["weights"] = weights
     if seed is not None:
         kwargs["seed"] = _coerce(entry.name, "seed", seed, 0)
     return entry.name, kwargs

@@ -1,0 +1,38 @@
+"""Post-training quantization: calibrate on onnxruntime, then rewrite the IR into QDQ form.
+
+    qdq_model, info = quantize_model(float_model, calibration_source, method="minmax")
+
+The QDQ model is what the integer lowerings take, and what onnxruntime runs as the int8
+reference. See scheme.py for the integer scheme and passes/quantize.py for the graph form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx_ir as ir
+
+from edgec.ir import clone
+from edgec.quantization.calibration import CalibrationSet, Progress, collect_ranges, load_calibration
+
+
+def quantize_model(model: ir.Model, calibration: Any, *, method: str = "minmax", percentile: float = 99.99,
+                   weight_bits: int = 8, node_weight_bits: dict[str, int] | None = None,
+                   exclude_nodes: frozenset[str] = frozenset(), preprocess: str | None = None,
+                   limit: int | None = None, progress: Progress | None = None) -> tuple[ir.Model, dict]:
+    """A QDQ copy of `model` (the float model is left untouched) and what was done."""
+    from edgec.passes.quantize import QuantizeOptions, QuantizeQDQ
+
+    data = calibration if isinstance(calibration, CalibrationSet) else \
+        load_calibration(calibration, model, preprocess=preprocess, limit=limit)
+    ranges = collect_ranges(model, data, method=method, percentile=percentile, progress=progress)
+    qdq = clone(model)
+    qpass = QuantizeQDQ(QuantizeOptions(ranges=ranges, weight_bits=weight_bits,
+                                        node_weight_bits=dict(node_weight_bits or {}),
+                                        exclude_nodes=frozenset(exclude_nodes)))
+    qdq = qpass(qdq).model
+    info = {"calibration": {"source": data.source, "samples": len(data), "method": method,
+                            "random": data.is_random},
+            **qpass.details,
+            "ranges": ranges}
+    return qdq, info

@@ -1,0 +1,243 @@
+"""Calibration: run the float graph over representative inputs and measure activation ranges.
+
+Data sources: .npz / .npy arrays, a folder of images with a preprocessing spec, any Python
+iterable (API), or the explicit string "random" for latency-only work (the report then says
+accuracy is unknown). Every float tensor of the graph is exposed as an output of one
+onnxruntime session, and the calibration set is streamed through it in batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from edgec.errors import EdgecError
+from edgec.ir import input_specs, to_proto
+from edgec.quantization.observers import METHODS, TensorObserver, needs_histogram
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp")
+
+
+class CalibrationError(EdgecError):
+    """Missing, empty or mis-shaped calibration data; says how to give usable data."""
+
+
+HOW_TO = (
+    "give calibration data: --calib data.npz (arrays shaped like the inputs, stacked on axis 0), "
+    "--calib images/ (a folder of images, with --calib-preprocess), or calibration=<iterable> in the API; "
+    "--calib random is accepted for latency-only work (accuracy then unknown)"
+)
+
+
+@dataclasses.dataclass
+class CalibrationSet:
+    samples: list[list[np.ndarray]]  # sample -> one array per model input, shaped like the input
+    source: str
+    is_random: bool = False
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def load_calibration(source: Any, model: ir.Model, preprocess: str | None = None,
+                     limit: int | None = None, seed: int = 0) -> CalibrationSet:
+    specs = input_specs(model)
+    if source is None:
+        raise CalibrationError(f"an integer target needs calibration data; {HOW_TO}")
+    if isinstance(source, str) and source == "random":
+        count = limit or 32
+        rng = np.random.default_rng(seed)
+        samples = [[rng.standard_normal(s).astype(d) for _, s, d in specs] for _ in range(count)]
+        return CalibrationSet(samples, "random", is_random=True)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise CalibrationError(f"{path}: calibration data not found; {HOW_TO}")
+        if path.is_dir():
+            arrays = [_load_image_folder(path, specs, preprocess)]
+        elif path.suffix == ".npz":
+            arrays = _arrays_from_npz(path, specs)
+        elif path.suffix == ".npy":
+            arrays = [np.load(path, allow_pickle=False)]
+        else:
+            raise CalibrationError(f"{path}: unknown calibration file type; {HOW_TO}")
+        samples = _split_samples(arrays, specs, str(path))
+    elif isinstance(source, np.ndarray) or hasattr(source, "detach"):
+        # One stacked array (N, ...) for a single-input model, not an iterable of samples.
+        arr = source.detach().cpu().numpy() if hasattr(source, "detach") else source
+        samples = _split_samples([arr], specs, "calibration array")
+    else:
+        samples = _samples_from_iterable(source, specs)
+    if limit:
+        samples = samples[:limit]
+    if not samples:
+        raise CalibrationError(f"{source}: the calibration set is empty; {HOW_TO}")
+    return CalibrationSet(samples, str(source) if isinstance(source, (str, Path)) else type(source).__name__)
+
+
+def _arrays_from_npz(path: Path, specs) -> list[np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        keys = list(data.keys())
+        names = [n for n, _, _ in specs]
+        if all(n in keys for n in names):
+            return [data[n] for n in names]
+        if len(specs) == 1 and len(keys) >= 1:
+            # The conventional single-input file: one array (x, arr_0, images, ...). Prefer 'x'/'input'.
+            key = next((k for k in ("x", "input", "images", "arr_0") if k in keys), keys[0])
+            return [data[key]]
+        raise CalibrationError(f"{path}: expected arrays named {', '.join(names)}; found {', '.join(keys)}")
+
+
+def _split_samples(arrays: list[np.ndarray], specs, what: str) -> list[list[np.ndarray]]:
+    """Arrays stacked on axis 0 (N, *input_shape[1:]) -> per-sample lists shaped like the inputs."""
+    per_input = []
+    for arr, (name, shape, dtype) in zip(arrays, specs):
+        arr = np.asarray(arr)
+        shape = tuple(shape)
+        if arr.shape[1:] == shape[1:] and shape[0] == 1:
+            chunks = [arr[i:i + 1] for i in range(arr.shape[0])]
+        elif arr.shape == shape:
+            chunks = [arr]
+        elif arr.shape[0] % shape[0] == 0 and arr.shape[1:] == shape[1:]:
+            chunks = [arr[i:i + shape[0]] for i in range(0, arr.shape[0], shape[0])]
+        elif int(np.prod(arr.shape[1:])) == int(np.prod(shape[1:])) and shape[0] == 1:
+            chunks = [arr[i:i + 1].reshape(shape) for i in range(arr.shape[0])]  # e.g. flat MNIST rows
+        else:
+            raise CalibrationError(
+                f"{what}: calibration array for input '{name}' has shape {list(arr.shape)}; "
+                f"expected (N, {', '.join(map(str, shape[1:]))}) stacked samples"
+            )
+        per_input.append([c.astype(dtype) for c in chunks])
+    counts = {len(p) for p in per_input}
+    if len(counts) != 1:
+        raise CalibrationError(f"{what}: inputs have different sample counts {sorted(counts)}")
+    return [list(s) for s in zip(*per_input)]
+
+
+def _samples_from_iterable(source: Iterable, specs) -> list[list[np.ndarray]]:
+    try:
+        items = list(source)
+    except TypeError:
+        raise CalibrationError(f"calibration must be iterable, got {type(source).__name__}; {HOW_TO}") from None
+    batches: list[list[np.ndarray]] = []
+    for item in items:
+        if isinstance(item, dict):
+            item = [item[n] for n, _, _ in specs]
+        elif not isinstance(item, (list, tuple)):
+            item = [item]
+        if len(item) > len(specs):
+            item = item[: len(specs)]  # (x, label) pairs from a data loader: keep the inputs
+        arrays = [np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t) for t in item]
+        batches.extend(_split_samples(arrays, specs, "calibration iterable"))
+    return batches
+
+
+def parse_preprocess(spec: str | None) -> dict:
+    """'resize=224,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,scale=255,gray' -> options."""
+    opts: dict = {"scale": 255.0, "mean": None, "std": None, "gray": False, "resize": None}
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, val = part.partition("=")
+        try:
+            if key in ("mean", "std"):
+                opts[key] = [float(v) for v in val.split(":")]
+            elif key == "scale":
+                opts[key] = float(val)
+            elif key == "resize":
+                opts[key] = int(val)
+            elif key == "gray":
+                opts[key] = True
+            else:
+                raise ValueError
+        except ValueError:
+            raise CalibrationError(
+                f"--calib-preprocess '{part}': expected resize=N, mean=a:b:c, std=a:b:c, scale=S or gray"
+            ) from None
+    return opts
+
+
+def _load_image_folder(folder: Path, specs, preprocess: str | None) -> np.ndarray:
+    from PIL import Image
+
+    if len(specs) != 1:
+        raise CalibrationError(f"{folder}: an image folder calibrates single-input models only; use .npz")
+    _, shape, dtype = specs[0]
+    if len(shape) != 4:
+        raise CalibrationError(f"{folder}: images need a 4-D NCHW input; the model's is {list(shape)}")
+    _, channels, height, width = shape
+    opts = parse_preprocess(preprocess)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}); {HOW_TO}")
+    images = []
+    for f in files:
+        img = Image.open(f).convert("L" if channels == 1 or opts["gray"] else "RGB")
+        img = img.resize((width, height), Image.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / opts["scale"]
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        if arr.shape[0] != channels:
+            arr = np.repeat(arr[:1], channels, axis=0)
+        if opts["mean"] is not None:
+            arr = arr - np.asarray(opts["mean"], np.float32).reshape(-1, 1, 1)
+        if opts["std"] is not None:
+            arr = arr / np.asarray(opts["std"], np.float32).reshape(-1, 1, 1)
+        images.append(arr.astype(dtype))
+    return np.stack(images)
+
+
+def float_tensor_names(model: ir.Model) -> list[str]:
+    """Every float activation: graph inputs and node outputs (not weights)."""
+    names = [v.name for v in model.graph.inputs if v.dtype == ir.DataType.FLOAT]
+    for node in model.graph:
+        if node.op_type == "Constant":
+            continue
+        names += [o.name for o in node.outputs if o.dtype == ir.DataType.FLOAT and o.name]
+    return list(dict.fromkeys(names))
+
+
+def _exposing_session(model: ir.Model, names: list[str]):
+    import onnxruntime as ort
+
+    proto = to_proto(model)
+    existing = {o.name for o in proto.graph.output}
+    for name in names:
+        if name not in existing:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess, [o.name for o in sess.get_outputs()]
+
+
+def collect_ranges(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
+                   progress: Progress | None = None) -> dict[str, tuple[float, float]]:
+    """{tensor name: (lo, hi)} for every float activation of the graph."""
+    if method not in METHODS:
+        raise CalibrationError(f"unknown --calib-method '{method}'; expected one of {', '.join(METHODS)}")
+    names = float_tensor_names(model)
+    sess, out_names = _exposing_session(model, names)
+    in_names = [i.name for i in sess.get_inputs()]
+    observers = {n: TensorObserver() for n in names}
+    phases = ["ranges", "histograms"] if needs_histogram(method) else ["ranges"]
+    for phase in phases:
+        for i, sample in enumerate(data.samples):
+            outputs = sess.run(None, dict(zip(in_names, sample)))
+            values = dict(zip(out_names, outputs))
+            for n, arr in zip(in_names, sample):
+                values.setdefault(n, arr)
+            for n, obs in observers.items():
+                if n in values:
+                    (obs.update_minmax if phase == "ranges" else obs.update_histogram)(values[n])
+            if progress:
+                progress(f"calibration ({phase})", i + 1, len(data.samples))
+    return {n: obs.range(method, percentile) for n, obs in observers.items()}
