@@ -52,6 +52,8 @@ class QuantizeRequest:
     percentile: float | None = None
     preprocess: str | None = None
     limit: int | None = None
+    equalization: bool | None = None  # None: the target's default
+    bias_correction: bool | None = None
 
 
 def compile_imported(
@@ -133,20 +135,53 @@ def compile_imported(
 
 
 def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Log):
+    """Calibrate and insert QDQ, with the accuracy tools the target enables, each measured:
+    the output SQNR vs float with the tool and without it goes into the report."""
+    from edgec.passes import get_pass
     from edgec.quantization import quantize_model
     from edgec.quantization.calibration import load_calibration
 
     q = target.quantization
+    equalize = q.equalization if request.equalization is None else request.equalization
+    correct_bias = q.bias_correction if request.bias_correction is None else request.bias_correction
     data = load_calibration(request.calibration, model, preprocess=request.preprocess, limit=request.limit)
     method = request.method or q.method
+    options = dict(method=method, percentile=request.percentile or q.percentile, weight_bits=q.weight_bits)
+    evaluation = data.samples[-4:]
+
+    float_model, tools = model, {}
+    if equalize:
+        cle = get_pass("cross_layer_equalization")
+        float_model = cle(clone(model)).model
+        tools["cross_layer_equalization"] = {"enabled": True, "details": "; ".join(cle.details),
+                                             "refusals": [r.as_dict() for r in cle.refusals]}
     log(f"calibrating on {len(data)} samples ({method})")
-    qdq, info = quantize_model(
-        model, data, method=method, percentile=request.percentile or q.percentile, weight_bits=q.weight_bits,
-        progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"),
-    )
+    qdq, info = quantize_model(float_model, data, bias_correction=correct_bias,
+                               progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"), **options)
+    statistics = info.pop("statistics")
+    sqnr = _output_sqnr(model, qdq, evaluation)
+    if correct_bias:
+        without, _ = quantize_model(float_model, data, bias_correction=False, statistics=statistics, **options)
+        tools["bias_correction"] = {"enabled": True, "sqnr_db": sqnr, "sqnr_db_without": _output_sqnr(model, without, evaluation)}
+    else:
+        tools["bias_correction"] = {"enabled": False}
+    if equalize:
+        log("measuring cross-layer equalization")
+        without, _ = quantize_model(model, data, bias_correction=correct_bias, **options)
+        tools["cross_layer_equalization"].update(sqnr_db=sqnr, sqnr_db_without=_output_sqnr(model, without, evaluation))
+    else:
+        tools["cross_layer_equalization"] = {"enabled": False}
+    info["accuracy_tools"] = tools
     if data.is_random:
         info["accuracy"] = "unknown: calibrated on random inputs (--calib random); latency work only"
     return qdq, info, data
+
+
+def _output_sqnr(float_model: ir.Model, qdq_model: ir.Model, samples: list[list[np.ndarray]]) -> float:
+    ref = OnnxRuntime.from_ir(float_model, optimize=False)
+    qdq = OnnxRuntime.from_ir(qdq_model, optimize=False)
+    names = [v.name for v in float_model.graph.outputs]
+    return compare_outputs([qdq.run(x) for x in samples], [ref.run(x) for x in samples], names)["sqnr_db"]
 
 
 def _merge_layer_figures(quant_info: dict, rows: list[dict]) -> None:

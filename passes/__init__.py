@@ -15,6 +15,7 @@ import onnx_ir as ir
 from edgec.errors import EdgecError
 from edgec.passes.base import EdgecPass, Refusal
 from edgec.passes.constant_folding import ConstantFolding
+from edgec.passes.equalize import CrossLayerEqualization
 from edgec.passes.fix_input_shapes import fix_input_shapes
 from edgec.passes.fold_batchnorm import FoldBatchNorm
 from edgec.passes.remove_identity import RemoveIdentity
@@ -30,7 +31,8 @@ __all__ = [
 ]
 
 PASSES: dict[str, type[EdgecPass]] = {
-    cls.name: cls for cls in (ConstantFolding, RemoveIdentity, FoldBatchNorm, ShapeInference)
+    cls.name: cls for cls in (ConstantFolding, RemoveIdentity, FoldBatchNorm, ShapeInference,
+                               CrossLayerEqualization)
 }
 
 

@@ -30,6 +30,7 @@ from edgec.ir import const_array, node_label
 from edgec.quantization.scheme import (
     QParams,
     activation_qparams,
+    dequantize,
     fixed_qparams,
     quantize,
     quantize_bias,
@@ -61,6 +62,9 @@ class QuantizeOptions:
     weight_bits: int = 8
     node_weight_bits: dict[str, int] = dataclasses.field(default_factory=dict)  # node name -> bits
     exclude_nodes: frozenset[str] = frozenset()  # node names kept in float
+    # Per-channel means of activations (calibration); when given, biases absorb the mean error
+    # that rounding the weights introduces (bias correction, Nagel et al. 2019).
+    channel_means: dict[str, np.ndarray] | None = None
 
 
 def _clip_bounds(node: ir.Node) -> tuple[float, float]:
@@ -292,6 +296,12 @@ class QuantizeQDQ(ir.passes.InPlacePass):
             layer = {"node": node_label(node), "op": node.op_type, "weight_bits": bits,
                      "weight_scales": [float(s) for s in np.atleast_1d(wp.scale)]}
             b = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+            means = self.options.channel_means
+            if b is not None and means is not None and node.inputs[0].name in means:
+                shift = _weight_error_shift(node, w, dequantize(quantize(w, wp), wp), means[node.inputs[0].name])
+                if shift is not None:
+                    b = (b - shift).astype(np.float32)
+                    layer["bias_correction_max"] = float(np.max(np.abs(shift)))
             if b is not None:
                 x_name = node.inputs[0].name
                 if x_name not in params:
@@ -309,6 +319,32 @@ class QuantizeQDQ(ir.passes.InPlacePass):
             cp = activation_qparams(float(c.min()), float(c.max()))
             node.replace_input_with(i, _dq_const(graph, f"{node_label(node)}/const{i}", quantize(c, cp), cp, 8))
         return layers
+
+
+def _weight_error_shift(node: ir.Node, w: np.ndarray, wq: np.ndarray, mean_x: np.ndarray) -> np.ndarray | None:
+    """E[(Wq - W) x] per output channel, from the input's per-channel mean.
+
+    Exact for Gemm/MatMul and 1x1 convs; for kxk convs it ignores that zero padding lowers the
+    mean near the borders, which is the usual approximation.
+    """
+    err = (wq - w).astype(np.float64)
+    mean_x = mean_x.astype(np.float64)
+    if node.op_type == "Conv":
+        groups = node.attributes.get_int("group", 1)
+        out_c, in_per_group = err.shape[:2]
+        if mean_x.shape[0] != in_per_group * groups:
+            return None
+        per_in = err.reshape(out_c, in_per_group, -1).sum(axis=2)  # [O, I/g]
+        mx = mean_x.reshape(groups, in_per_group)
+        group_of = np.arange(out_c) // (out_c // groups)
+        return np.einsum("oi,oi->o", per_in, mx[group_of]).astype(np.float32)
+    if node.op_type == "Gemm":
+        if node.attributes.get_int("transB", 0):
+            return (err @ mean_x).astype(np.float32) if err.shape[1] == mean_x.shape[0] else None
+        return (mean_x @ err).astype(np.float32) if err.shape[0] == mean_x.shape[0] else None
+    if node.op_type == "MatMul" and err.ndim == 2 and err.shape[0] == mean_x.shape[0]:
+        return (mean_x @ err).astype(np.float32)
+    return None
 
 
 def _find_value(graph: ir.Graph, name: str) -> ir.Value:

@@ -13,26 +13,33 @@ from typing import Any
 import onnx_ir as ir
 
 from edgec.ir import clone
-from edgec.quantization.calibration import CalibrationSet, Progress, collect_ranges, load_calibration
+from edgec.quantization.calibration import CalibrationSet, Progress, Statistics, collect_statistics, load_calibration
 
 
 def quantize_model(model: ir.Model, calibration: Any, *, method: str = "minmax", percentile: float = 99.99,
                    weight_bits: int = 8, node_weight_bits: dict[str, int] | None = None,
-                   exclude_nodes: frozenset[str] = frozenset(), preprocess: str | None = None,
-                   limit: int | None = None, progress: Progress | None = None) -> tuple[ir.Model, dict]:
-    """A QDQ copy of `model` (the float model is left untouched) and what was done."""
+                   exclude_nodes: frozenset[str] = frozenset(), bias_correction: bool = True,
+                   preprocess: str | None = None, limit: int | None = None,
+                   progress: Progress | None = None,
+                   statistics: Statistics | None = None) -> tuple[ir.Model, dict]:
+    """A QDQ copy of `model` (the float model is left untouched) and what was done.
+
+    `statistics` reuses an earlier calibration of the same graph (e.g. to compare options).
+    """
     from edgec.passes.quantize import QuantizeOptions, QuantizeQDQ
 
     data = calibration if isinstance(calibration, CalibrationSet) else \
         load_calibration(calibration, model, preprocess=preprocess, limit=limit)
-    ranges = collect_ranges(model, data, method=method, percentile=percentile, progress=progress)
+    stats = statistics or collect_statistics(model, data, method=method, percentile=percentile, progress=progress)
     qdq = clone(model)
-    qpass = QuantizeQDQ(QuantizeOptions(ranges=ranges, weight_bits=weight_bits,
+    qpass = QuantizeQDQ(QuantizeOptions(ranges=stats.ranges, weight_bits=weight_bits,
                                         node_weight_bits=dict(node_weight_bits or {}),
-                                        exclude_nodes=frozenset(exclude_nodes)))
+                                        exclude_nodes=frozenset(exclude_nodes),
+                                        channel_means=stats.channel_means if bias_correction else None))
     qdq = qpass(qdq).model
     info = {"calibration": {"source": data.source, "samples": len(data), "method": method,
                             "random": data.is_random},
             **qpass.details,
-            "ranges": ranges}
+            "ranges": stats.ranges,
+            "statistics": stats}
     return qdq, info

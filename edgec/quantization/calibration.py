@@ -219,9 +219,16 @@ def _exposing_session(model: ir.Model, names: list[str]):
     return sess, [o.name for o in sess.get_outputs()]
 
 
-def collect_ranges(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
-                   progress: Progress | None = None) -> dict[str, tuple[float, float]]:
-    """{tensor name: (lo, hi)} for every float activation of the graph."""
+@dataclasses.dataclass
+class Statistics:
+    ranges: dict[str, tuple[float, float]]  # tensor -> calibrated (lo, hi)
+    minmax: dict[str, tuple[float, float]]  # tensor -> observed (min, max), to report clipping
+    channel_means: dict[str, np.ndarray]  # tensor -> per-channel mean, for bias correction
+
+
+def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
+                       progress: Progress | None = None) -> Statistics:
+    """Ranges, observed extremes and channel means of every float activation of the graph."""
     if method not in METHODS:
         raise CalibrationError(f"unknown --calib-method '{method}'; expected one of {', '.join(METHODS)}")
     names = float_tensor_names(model)
@@ -240,4 +247,15 @@ def collect_ranges(model: ir.Model, data: CalibrationSet, method: str = "minmax"
                     (obs.update_minmax if phase == "ranges" else obs.update_histogram)(values[n])
             if progress:
                 progress(f"calibration ({phase})", i + 1, len(data.samples))
-    return {n: obs.range(method, percentile) for n, obs in observers.items()}
+    means = {n: obs.channel_mean() for n, obs in observers.items()}
+    return Statistics(
+        ranges={n: obs.range(method, percentile) for n, obs in observers.items()},
+        minmax={n: (obs.lo, obs.hi) for n, obs in observers.items()},
+        channel_means={n: m for n, m in means.items() if m is not None},
+    )
+
+
+def collect_ranges(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
+                   progress: Progress | None = None) -> dict[str, tuple[float, float]]:
+    """{tensor name: (lo, hi)} for every float activation of the graph."""
+    return collect_statistics(model, data, method, percentile, progress).ranges

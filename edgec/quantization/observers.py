@@ -26,11 +26,33 @@ class TensorObserver:
         self.lo = np.inf
         self.hi = -np.inf
         self.hist: np.ndarray | None = None
+        self._channel_sum: np.ndarray | None = None
+        self._channel_count = 0
 
     def update_minmax(self, x: np.ndarray) -> None:
         if x.size:
             self.lo = min(self.lo, float(np.min(x)))
             self.hi = max(self.hi, float(np.max(x)))
+            self._update_channel_mean(x)
+
+    def _update_channel_mean(self, x: np.ndarray) -> None:
+        # Channels are axis 1 of NCHW tensors and the last axis otherwise (Gemm/MatMul inputs).
+        if x.ndim < 2:
+            return
+        axis = 1 if x.ndim == 4 else x.ndim - 1
+        moved = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]).astype(np.float64)
+        total = moved.sum(axis=0)
+        if self._channel_sum is None or self._channel_sum.shape != total.shape:
+            self._channel_sum, self._channel_count = total, 0
+        else:
+            self._channel_sum = self._channel_sum + total
+        self._channel_count += moved.shape[0]
+
+    def channel_mean(self) -> np.ndarray | None:
+        """Mean per channel over everything observed: what bias correction needs (E[x])."""
+        if self._channel_sum is None or not self._channel_count:
+            return None
+        return (self._channel_sum / self._channel_count).astype(np.float32)
 
     def update_histogram(self, x: np.ndarray) -> None:
         lo, hi = self._edges_range()
