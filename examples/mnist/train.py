@@ -26,8 +26,8 @@ MODELS = {
     "mobilenet_v1": dict(in_channels=1, resolution=28, num_classes=10, width=0.5),
     "mlp": dict(),
 }
-EPOCHS = {"mlp": 15}
-LR = {"mlp": 0.05}
+EPOCHS = {"mlp": 15, "mobilenet_v2": 30}
+LR = {"mlp": 0.05, "mobilenet_v2": 0.05}
 
 
 def train(name: str) -> None:
