@@ -12,7 +12,7 @@ SYSDEPS_STAMP := $(VENV)/.sysdeps
 # Tests run in parallel workers; 2 matches this project's CI machine.
 JOBS   ?= 2
 
-.PHONY: setup sysdeps demo test bench clean
+.PHONY: setup sysdeps demo test bench peers bench-int8 clean
 
 setup: $(STAMP) $(SYSDEPS_STAMP)
 
@@ -32,15 +32,31 @@ $(SYSDEPS_STAMP): scripts/install-system-deps.sh | $(VENV)/bin/python
 
 sysdeps: $(SYSDEPS_STAMP)
 
+# The bundled example: MobileNet v2 trained on MNIST (edgec/zoo/weights), int8 for arm64.
 demo: setup
-	$(EDGEC) compile zoo:mobilenet_v2 --target arm64-fp32 -o out/demo
-	$(EDGEC) inspect out/demo/mobilenet_v2.arm64-fp32.tflite
+	$(PY) examples/mnist/make_calibration.py out/demo/mnist_calib.npz
+	$(EDGEC) compile 'zoo:mobilenet_v2?weights=mnist' --target arm64-int8 --calib out/demo/mnist_calib.npz -o out/demo
+	$(EDGEC) inspect out/demo/mobilenet_v2.arm64-int8.tflite
 
 test: setup
 	$(PY) -m pytest -n $(JOBS) -q
 
 bench: setup
 	$(PY) -m pytest -m slow -q -s
+
+# TensorFlow lives in its own environment: only the peer comparison needs its converter, and
+# its pins (protobuf, numpy) clash with onnx's.
+PEERS := .venv-peers
+$(PEERS)/.installed:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q 'tensorflow-cpu==2.21.*'
+	touch $@
+
+peers: $(PEERS)/.installed
+
+# edgec int8 vs the TFLite converter's int8 vs onnxruntime's quantize_static (issue 3).
+bench-int8: setup peers
+	$(PY) benchmarks/bench_int8.py
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache
