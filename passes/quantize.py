@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
@@ -368,6 +369,9 @@ def _const(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 
 def _dq_const(graph: ir.Graph, name: str, q: np.ndarray, p: QParams, bits: int) -> ir.Value:
     """An integer initializer behind a DequantizeLinear (per-axis when p has an axis)."""
+    if bits == 4:
+        # An INT4 initializer (opset 21): lowerings store the weights at 4 bits (TFLite packs two per byte).
+        q = q.astype(ml_dtypes.int4)
     qv = _const(graph, f"{name}/quantized", q)
     scale = _const(graph, f"{name}/scale", np.asarray(p.scale, np.float32))
     zp = _const(graph, f"{name}/zero_point", np.asarray(p.zero_point, q.dtype))

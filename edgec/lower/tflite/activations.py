@@ -46,6 +46,8 @@ def take_fused_activation(ctx: LoweringContext, value: ir.Value) -> tuple[int, i
     claimed, so the walk skips it; its own check already ran (Clip bounds are constants).
     """
     none = schema.ActivationFunctionType.NONE
+    if ctx.is_quantization_point(value):  # the QDQ graph rounds there: fusing would skip it
+        return none, value
     consumer = ctx.sole_consumer(value)
     if consumer is None or consumer.domain not in ("", "ai.onnx") or consumer.inputs[0] is not value:
         return none, value
@@ -74,12 +76,45 @@ def _check_elu(node: ir.Node) -> str | None:
     return None
 
 
-@visitor(*_UNARY, check=_check_elu)
+_INT8_UNARY = {"Relu", "Sigmoid", "Tanh", "HardSwish"}
+
+
+def _int8_unary(node: ir.Node) -> str | None:
+    return None if node.op_type in _INT8_UNARY else f"edgec lowers {node.op_type} in float"
+
+
+@visitor(*_UNARY, check=_check_elu, int8=_int8_unary)
 def lower_unary(node: ir.Node, ctx: LoweringContext) -> None:
+    if node.op_type == "Relu" and _clamp_by_saturation(ctx, node, 0.0, math.inf):
+        return
     _unary(ctx, node, _UNARY[node.op_type])
 
 
-@visitor("LeakyRelu")
+def _clamp_by_saturation(ctx: LoweringContext, node: ir.Node, lo: float, hi: float) -> bool:
+    """Lower an int8 clamp as a plain requantization when the output grid holds no value
+    outside [lo, hi]: rounding onto that grid saturates exactly where the clamp would cut
+    (for a ReLU, zero point -128 puts real 0 at the grid's bottom). XNNPACK takes the
+    requantizing QUANTIZE; it leaves int8 RELU/RELU6/MAXIMUM/MINIMUM to the CPU kernels.
+    Returns False (nothing emitted) when the clamp does cut inside the grid."""
+    x, y = node.inputs[0], node.outputs[0]
+    p_in, p_out = ctx.qparams(x), ctx.qparams(y)
+    if not ctx.integer or p_in is None or p_out is None:
+        return False
+    bottom = (-128 - p_out.zero_point) * p_out.scale
+    top = (127 - p_out.zero_point) * p_out.scale
+    slack = 1e-6 * p_out.scale
+    if bottom < lo - slack or top > hi + slack:
+        return False
+    perm = ctx.perm(x)
+    if p_in == p_out:
+        ctx.alias(y, x)
+    else:
+        out = ctx.define(y, perm)
+        ctx.emit("QUANTIZE", [ctx.tensor(x, perm)], [out])
+    return True
+
+
+@visitor("LeakyRelu", int8=True)
 def lower_leaky_relu(node: ir.Node, ctx: LoweringContext) -> None:
     _unary(ctx, node, "LEAKY_RELU", schema.LeakyReluOptionsT(alpha=float(attr(node, "alpha", 0.01))))
 
@@ -113,6 +148,9 @@ def clamp(ctx: LoweringContext, src: int, out: int, lo: float, hi: float) -> Non
     """out = min(max(src, lo), hi) with the fewest TFLite ops XNNPACK runs.
 
     RELU_0_TO_1 exists, but XNNPACK leaves it to the CPU kernels: [0, 1] is MAXIMUM, MINIMUM.
+    In int8 the RELU family rescales to the output's parameters itself; MAXIMUM/MINIMUM do
+    not, so they clamp on the input's grid (the bounds quantized onto it) and a QUANTIZE
+    moves the result to the output's grid when the two differ.
     """
     fixed = _FIXED_CLAMPS.get((lo, hi))
     if fixed is not None:
@@ -123,21 +161,30 @@ def clamp(ctx: LoweringContext, src: int, out: int, lo: float, hi: float) -> Non
         steps.append(("MAXIMUM", lo))
     if hi < math.inf:
         steps.append(("MINIMUM", hi))
+    regrid = ctx.tensor_params(src) != ctx.tensor_params(out)
     if not steps:  # an unbounded Clip is a copy
-        ctx.emit("RESHAPE", [src, ctx.int32(ctx.graph.shape(out))], [out])
+        if regrid:
+            ctx.emit("QUANTIZE", [src], [out])
+        else:
+            ctx.emit("RESHAPE", [src, ctx.int32(ctx.graph.shape(out))], [out])
         return
     for i, (op, bound) in enumerate(steps):
-        dst = out if i == len(steps) - 1 else ctx.temp(ctx.graph.shape(out), hint=op.lower())
-        ctx.emit(op, [src, ctx.float32(bound, "bound")], [dst])
+        last = i == len(steps) - 1 and not regrid
+        dst = out if last else ctx.temp_like(src, ctx.graph.shape(out), hint=op.lower())
+        ctx.emit(op, [src, ctx.scalar_like(bound, src, "bound")], [dst])
         src = dst
+    if regrid:
+        ctx.emit("QUANTIZE", [src], [out])
 
 
-@visitor("Clip", check=_check_clip)
+@visitor("Clip", check=_check_clip, int8=True)
 def lower_clip(node: ir.Node, ctx: LoweringContext) -> None:
+    lo, hi = clip_bounds(node)
+    if _clamp_by_saturation(ctx, node, lo, hi):
+        return
     x = node.inputs[0]
     perm = ctx.perm(x)
     out = ctx.define(node.outputs[0], perm)
-    lo, hi = clip_bounds(node)
     clamp(ctx, ctx.tensor(x, perm), out, lo, hi)
 
 
@@ -167,7 +214,7 @@ def _check_identity(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Identity", "Dropout", check=_check_identity)
+@visitor("Identity", "Dropout", check=_check_identity, int8=True)
 def lower_identity(node: ir.Node, ctx: LoweringContext) -> None:
     # Inference-mode Dropout is the identity.
     ctx.alias(node.outputs[0], node.inputs[0])

@@ -1,7 +1,9 @@
 """Conv -> CONV_2D / DEPTHWISE_CONV_2D, ConvTranspose -> TRANSPOSE_CONV, all NHWC.
 
 Weights are rearranged at compile time: ONNX OIHW becomes OHWI (conv, grouped conv:
-I = C/groups), 1HWO (depthwise) or OHWI from IOHW (transposed conv).
+I = C/groups), 1HWO (depthwise) or OHWI from IOHW (transposed conv). In int8 the weights
+are the QDQ graph's integers with per-output-channel scales (quantized_dimension 0 for
+OHWI, 3 for depthwise 1HWO) and the bias is int32 on input scale x weight scale.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
 from edgec.ir import static_shape
-from edgec.lower.tflite import padding
+from edgec.lower.tflite import padding, quantized
 from edgec.lower.tflite.activations import take_fused_activation
 from edgec.lower.tflite.common import attr, const_input, first_problem, require_const, require_rank
 from edgec.lower.tflite.context import LoweringContext
@@ -37,13 +39,31 @@ def _check_conv(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Conv", check=_check_conv)
+# ONNX weight layout -> TFLite filter layout.
+_OHWI_FROM_OIHW = (0, 2, 3, 1)
+_1HWO_FROM_O1HW = (1, 2, 3, 0)
+_OHWI_FROM_IOHW = (1, 2, 3, 0)
+
+
+def _filter_and_bias(ctx: LoweringContext, node: ir.Node, perm: tuple[int, ...], channels: int,
+                     hint: str, int4: bool = True) -> tuple[int, int]:
+    """The filter stored with `perm` and the bias: int8 (or int4) / int32 in an integer node,
+    else float. `int4`: whether the TFLite kernel reads int4 filters."""
+    x, w = node.inputs[0], node.inputs[1]
+    b = node.inputs[2] if len(node.inputs) > 2 else None
+    if ctx.quantized_const(w) is not None:
+        return ctx.quantized_weights(w, perm, int4=int4), quantized.bias_tensor(ctx, b, x, w, channels)
+    bias = const_input(node, 2)
+    bias = np.zeros(channels, np.float32) if bias is None else bias.astype(np.float32)
+    weights = const_input(node, 1).astype(np.float32)
+    return ctx.const_tensor(weights.transpose(perm), hint), ctx.const_tensor(bias, "bias")
+
+
+@visitor("Conv", check=_check_conv, int8=True)
 def lower_conv(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
-    w = const_input(node, 1).astype(np.float32)
+    w = const_input(node, 1)
     out_channels = w.shape[0]
-    bias = const_input(node, 2)
-    bias = np.zeros(out_channels, np.float32) if bias is None else bias.astype(np.float32)
     _, channels, in_h, in_w = ctx.shape(x)
     out_hw = ctx.shape(node.outputs[0])[2:]
     win = padding.window(node, (in_h, in_w), w.shape[2:], out_hw)
@@ -62,13 +82,13 @@ def lower_conv(node: ir.Node, ctx: LoweringContext) -> None:
     )
     if group == channels and group > 1:
         # Depthwise: output channel o reads input channel o // multiplier, as in ONNX.
-        filt = ctx.const_tensor(w.transpose(1, 2, 3, 0), "depthwise_filter")
+        filt, bias = _filter_and_bias(ctx, node, _1HWO_FROM_O1HW, out_channels, "depthwise_filter")
         options = schema.DepthwiseConv2DOptionsT(depthMultiplier=out_channels // channels, **common)
-        ctx.emit("DEPTHWISE_CONV_2D", [src, filt, ctx.const_tensor(bias, "bias")], [out], options)
+        ctx.emit("DEPTHWISE_CONV_2D", [src, filt, bias], [out], options)
     else:
         # group > 1 is a grouped CONV_2D: the filter's input depth is C / group.
-        filt = ctx.const_tensor(w.transpose(0, 2, 3, 1), "filter")
-        ctx.emit("CONV_2D", [src, filt, ctx.const_tensor(bias, "bias")], [out], schema.Conv2DOptionsT(**common))
+        filt, bias = _filter_and_bias(ctx, node, _OHWI_FROM_OIHW, out_channels, "filter")
+        ctx.emit("CONV_2D", [src, filt, bias], [out], schema.Conv2DOptionsT(**common))
 
 
 def _transpose_conv_begin_pads(node: ir.Node, in_hw, kernel, out_hw) -> list[int]:
@@ -114,14 +134,12 @@ def _check_conv_transpose(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("ConvTranspose", check=_check_conv_transpose)
+@visitor("ConvTranspose", check=_check_conv_transpose, int8=True)
 def lower_conv_transpose(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
-    w = const_input(node, 1).astype(np.float32)  # (C_in, C_out, kh, kw)
+    w = const_input(node, 1)  # (C_in, C_out, kh, kw)
     out_channels = w.shape[1]
     kernel = w.shape[2:]
-    bias = const_input(node, 2)
-    bias = np.zeros(out_channels, np.float32) if bias is None else bias.astype(np.float32)
     n, _, in_h, in_w = ctx.shape(x)
     out_h, out_w = ctx.shape(node.outputs[0])[2:]
     strides = attr(node, "strides", (1, 1))
@@ -133,7 +151,8 @@ def lower_conv_transpose(node: ir.Node, ctx: LoweringContext) -> None:
     )
     full = [(i - 1) * s + k for i, s, k in zip((in_h, in_w), strides, kernel)]
     conv_hw = (out_h, out_w) if same else full
-    filt = ctx.const_tensor(w.transpose(1, 2, 3, 0), "filter")
+    # LiteRT's TRANSPOSE_CONV has no int4 filters: int4 weights are widened to int8.
+    filt, bias = _filter_and_bias(ctx, node, _OHWI_FROM_IOHW, out_channels, "filter", int4=False)
     # A fused activation would run before the crop; that is fine, the crop only drops values.
     activation, result = take_fused_activation(ctx, node.outputs[0])
     options = schema.TransposeConvOptionsT(
@@ -141,9 +160,8 @@ def lower_conv_transpose(node: ir.Node, ctx: LoweringContext) -> None:
         strideH=strides[0], strideW=strides[1], fusedActivationFunction=activation,
     )
     out = ctx.define(result, NHWC)
-    conv_out = out if tuple(conv_hw) == (out_h, out_w) else ctx.temp([n, *conv_hw, out_channels], hint="full")
-    inputs = [ctx.int32([n, *conv_hw, out_channels], "output_shape"), filt, ctx.tensor(x, NHWC),
-              ctx.const_tensor(bias, "bias")]
+    conv_out = out if tuple(conv_hw) == (out_h, out_w) else ctx.temp_like(out, [n, *conv_hw, out_channels], "full")
+    inputs = [ctx.int32([n, *conv_hw, out_channels], "output_shape"), filt, ctx.tensor(x, NHWC), bias]
     # Version 3 of TRANSPOSE_CONV is the one that reads the optional bias input.
     ctx.emit("TRANSPOSE_CONV", inputs, [conv_out], options, version=3)
     if conv_out != out:

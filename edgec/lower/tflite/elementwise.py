@@ -14,10 +14,12 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
-from edgec.lower.tflite import layout
+from edgec.ir import node_label
+from edgec.lower.tflite import layout, quantized
 from edgec.lower.tflite.activations import take_fused_activation
 from edgec.lower.tflite.context import LoweringContext
 from edgec.lower.tflite.layout import Perm
+from edgec.lower.tflite.qdq import ActivationParams, QuantizedConstant
 from edgec.lower.tflite.registry import visitor
 
 _BINARY = {
@@ -47,9 +49,24 @@ def output_layout(ctx: LoweringContext, node: ir.Node) -> Perm:
     return min(candidates, key=lambda perm: sum(ctx.conversion_cost(v, perm) for v in activations))
 
 
-def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm) -> int:
-    """`value` as a TFLite operand that broadcasts against an output held with `perm`."""
+def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm,
+            zero_grid: ActivationParams | None = None) -> int:
+    """`value` as a TFLite operand that broadcasts against an output held with `perm`.
+
+    An int8 constant of zeros goes on `zero_grid` (the other operand's parameters): its own
+    range is empty, so its scale is near 0, and XNNPACK's int8 ADD/SUB refuse operands whose
+    scale is that far from the output's; zeros are exact on any grid.
+    """
     array = ctx.const(value)
+    qc = ctx.quantized_const(value)
+    if qc is not None and zero_grid is not None and not qc.per_axis and np.all(qc.values == qc.zero_point):
+        qc = QuantizedConstant(np.full(qc.values.shape, zero_grid.zero_point, np.int8),
+                               np.float32(zero_grid.scale), np.int8(zero_grid.zero_point), None, 8)
+    if qc is not None:
+        data, dtype, quant = quantized.constant_in_layout(qc, out_rank, perm)
+        shape = layout.permute((1,) * (out_rank - array.ndim) + array.shape, perm) if array.ndim else ()
+        return ctx.graph.add_tensor(f"{node_label(ctx.node)}/{value.name}", shape, dtype, data=data,
+                                    quantization=quant)
     if array is not None:
         data = layout.const_in_layout(array.astype(np.float32), out_rank, perm)
         return ctx.const_tensor(data, value.name)
@@ -59,11 +76,11 @@ def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm) ->
     # A lower-rank activation: align its rank first (bytes unchanged), then its layout.
     aligned = (1,) * (out_rank - len(shape)) + shape
     src = ctx.tensor(value)
-    reshaped = ctx.temp(aligned, hint=f"{value.name}/aligned")
+    reshaped = ctx.temp_like(src, aligned, hint=f"{value.name}/aligned")
     ctx.emit("RESHAPE", [src, ctx.int32(aligned)], [reshaped])
     if layout.is_memory_noop(aligned, perm):
         return _reshape(ctx, reshaped, layout.permute(aligned, perm))
-    out = ctx.temp(layout.permute(aligned, perm), hint=f"{value.name}/relayout")
+    out = ctx.temp_like(src, layout.permute(aligned, perm), hint=f"{value.name}/relayout")
     ctx.layout_transposes += 1
     ctx.emit("TRANSPOSE", [reshaped, ctx.int32(perm, "perm")], [out])
     return out
@@ -72,7 +89,7 @@ def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm) ->
 def _reshape(ctx: LoweringContext, tensor: int, shape) -> int:
     if tuple(ctx.graph.shape(tensor)) == tuple(shape):
         return tensor
-    out = ctx.temp(shape, hint="reshape")
+    out = ctx.temp_like(tensor, shape, hint="reshape")
     ctx.emit("RESHAPE", [tensor, ctx.int32(shape)], [out])
     return out
 
@@ -80,7 +97,8 @@ def _reshape(ctx: LoweringContext, tensor: int, shape) -> int:
 def lower_binary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> None:
     perm = output_layout(ctx, node)
     out_rank = len(perm)
-    inputs = [operand(ctx, v, out_rank, perm) for v in node.inputs]
+    grid = next((ctx.qparams(v) for v in node.inputs if ctx.const(v) is None), None)
+    inputs = [operand(ctx, v, out_rank, perm, zero_grid=grid) for v in node.inputs]
     result = node.outputs[0]
     if options is not None and hasattr(options, "fusedActivationFunction"):
         options.fusedActivationFunction, result = take_fused_activation(ctx, result)
@@ -96,13 +114,19 @@ def _check_binary(node: ir.Node) -> str | None:
     return None
 
 
-@visitor(*_BINARY, check=_check_binary)
+def _int8_binary(node: ir.Node) -> str | None:
+    if node.op_type not in ("Add", "Sub", "Mul"):
+        return f"edgec lowers {node.op_type} in float"
+    return None
+
+
+@visitor(*_BINARY, check=_check_binary, int8=_int8_binary)
 def lower_arithmetic(node: ir.Node, ctx: LoweringContext) -> None:
     op, options_cls = _BINARY[node.op_type]
     lower_binary(ctx, node, op, options_cls() if options_cls else None)
 
 
-@visitor("PRelu")
+@visitor("PRelu", int8=True)
 def lower_prelu(node: ir.Node, ctx: LoweringContext) -> None:
     x, slope = node.inputs
     perm = ctx.perm(x) if ctx.const(x) is None else layout.identity(len(ctx.shape(x)))
@@ -113,8 +137,14 @@ def lower_prelu(node: ir.Node, ctx: LoweringContext) -> None:
         shape = list(ctx.graph.shape(alpha))
         while len(shape) > 1 and shape[0] == 1:
             shape.pop(0)
-        data = ctx.const(slope).astype(np.float32)
-        data = layout.const_in_layout(data, out_rank, perm).reshape(shape)
-        alpha = ctx.const_tensor(data, slope.name)
+        qc = ctx.quantized_const(slope)
+        if qc is not None:
+            data, dtype, quant = quantized.constant_in_layout(qc, out_rank, perm)
+            quant.quantizedDimension = max(0, quant.quantizedDimension - (out_rank - len(shape)))
+            alpha = ctx.graph.add_tensor(slope.name, shape, dtype, data=data, quantization=quant)
+        else:
+            data = ctx.const(slope).astype(np.float32)
+            data = layout.const_in_layout(data, out_rank, perm).reshape(shape)
+            alpha = ctx.const_tensor(data, slope.name)
     out = ctx.define(node.outputs[0], perm)
     ctx.emit("PRELU", [ctx.tensor(x, perm), alpha], [out])

@@ -2,7 +2,11 @@
 
 FULLY_CONNECTED contracts the last axis and flattens the others, so its input may stay in
 any layout that keeps the contracted axis last, and its output keeps that layout. A
-following Add of a constant vector over the output features becomes the FC bias.
+following Add of a constant vector over the output features becomes the FC bias (not in a
+quantized graph where the product is rounded to int8 before the Add).
+
+In int8 the weights are the QDQ graph's integers stored [out, in] with per-output-channel
+scales (quantized_dimension 0) and the bias is int32 on input scale x weight scale.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
 from edgec.ir import static_shape
-from edgec.lower.tflite import layout
+from edgec.lower.tflite import layout, quantized
 from edgec.lower.tflite.activations import take_fused_activation
 from edgec.lower.tflite.common import attr, const_input
 from edgec.lower.tflite.context import LoweringContext
@@ -32,6 +36,8 @@ def _fc_input(ctx: LoweringContext, x: ir.Value) -> tuple[int, tuple[int, ...]]:
 def _bias_add(ctx: LoweringContext, out: ir.Value, features: int) -> tuple[ir.Node, np.ndarray] | None:
     """A following `out + b` with constant b over the last axis only, which FC can absorb."""
     consumer = ctx.sole_consumer(out)
+    if ctx.is_quantization_point(out):
+        return None
     if consumer is None or consumer.op_type != "Add" or consumer.domain not in ("", "ai.onnx"):
         return None
     other = consumer.inputs[1] if consumer.inputs[0] is out else consumer.inputs[0]
@@ -44,10 +50,14 @@ def _bias_add(ctx: LoweringContext, out: ir.Value, features: int) -> tuple[ir.No
 
 
 def fully_connected(ctx: LoweringContext, src: int, perm: tuple[int, ...], weights: np.ndarray,
-                    bias: np.ndarray | None, out: ir.Value, fuse_bias_add: bool = True) -> None:
-    """out = x @ weights.T + bias, constant (N, K) weights; `src` holds x with `perm` (K last)."""
+                    bias: np.ndarray | None, out: ir.Value, fuse_bias_add: bool = True,
+                    int8_operands: tuple[int, int] | None = None) -> None:
+    """out = x @ weights.T + bias, constant (N, K) weights; `src` holds x with `perm` (K last).
+
+    `int8_operands`: the (int8 weight, int32 bias) tensors of an integer node, used instead.
+    """
     features = weights.shape[0]
-    fused = _bias_add(ctx, out, features) if fuse_bias_add else None
+    fused = _bias_add(ctx, out, features) if fuse_bias_add and int8_operands is None else None
     if fused is not None:
         add_node, extra = fused
         ctx.claim(add_node)
@@ -58,9 +68,21 @@ def fully_connected(ctx: LoweringContext, src: int, perm: tuple[int, ...], weigh
     activation, out = take_fused_activation(ctx, out)
     dst = ctx.define(out, perm)
     options = schema.FullyConnectedOptionsT(keepNumDims=len(perm) > 2, fusedActivationFunction=activation)
-    ctx.emit("FULLY_CONNECTED",
-             [src, ctx.const_tensor(weights.astype(np.float32), "weights"), ctx.const_tensor(bias, "bias")],
-             [dst], options)
+    if int8_operands is not None:
+        operands = list(int8_operands)
+    else:
+        operands = [ctx.const_tensor(weights.astype(np.float32), "weights"), ctx.const_tensor(bias, "bias")]
+    ctx.emit("FULLY_CONNECTED", [src, *operands], [dst], options)
+
+
+def _int8_operands(ctx: LoweringContext, x: ir.Value, w: ir.Value, bias: ir.Value | None,
+                   stored: tuple[int, ...]) -> tuple[int, int] | None:
+    """(int8 [N, K] weights, int32 bias) for an integer node; `stored` permutes ONNX's weight
+    to [N, K]. None in a float node."""
+    if ctx.quantized_const(w) is None:
+        return None
+    features = ctx.shape(w)[stored[0]]
+    return ctx.tensor(w, stored), quantized.bias_tensor(ctx, bias, x, w, features)
 
 
 def _matmul_operand(ctx: LoweringContext, value: ir.Value) -> tuple[int, bool]:
@@ -88,18 +110,37 @@ def _check_matmul(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("MatMul", check=_check_matmul)
+def _int8_matmul(node: ir.Node) -> str | None:
+    b = const_input(node, 1)
+    if b is not None and b.ndim != 2:
+        return "a constant operand of rank > 2 would be an int8 BATCH_MATMUL with per-channel weights"
+    return None
+
+
+@visitor("MatMul", check=_check_matmul, int8=_int8_matmul)
 def lower_matmul(node: ir.Node, ctx: LoweringContext) -> None:
     a, b = node.inputs
     w = ctx.const(b)
     if w is not None and w.ndim == 2:
         src, perm = _fc_input(ctx, a)
-        fully_connected(ctx, src, perm, w.T, None, node.outputs[0])
+        fully_connected(ctx, src, perm, w.T, None, node.outputs[0],
+                        int8_operands=_int8_operands(ctx, a, b, None, (1, 0)))
     else:
         batch_matmul(ctx, a, b, node.outputs[0])
 
 
-@visitor("Gemm")
+def _int8_gemm(node: ir.Node) -> str | None:
+    if const_input(node, 1) is None or const_input(node, 0) is not None:
+        return "only Gemm with constant weights lowers to int8 (FULLY_CONNECTED)"
+    if float(attr(node, "alpha", 1.0)) != 1.0 or float(attr(node, "beta", 1.0)) != 1.0:
+        return "alpha/beta != 1"
+    c = const_input(node, 2) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if len(node.inputs) > 2 and node.inputs[2] is not None and (c is None or c.size != static_shape(node.outputs[0])[1]):
+        return "C is not a constant bias over the output features"
+    return None
+
+
+@visitor("Gemm", int8=_int8_gemm)
 def lower_gemm(node: ir.Node, ctx: LoweringContext) -> None:
     a, b = node.inputs[:2]
     c = node.inputs[2] if len(node.inputs) > 2 else None
@@ -119,7 +160,8 @@ def lower_gemm(node: ir.Node, ctx: LoweringContext) -> None:
     bias = None if c is None else np.broadcast_to(beta * c_const.reshape(-1), (n_features,)).copy()
     # With transA the FC input is A^T: A held with its two axes swapped (often free).
     src = ctx.tensor(a, (1, 0)) if trans_a else ctx.tensor(a)
-    fully_connected(ctx, src, (0, 1), weights, bias, out, fuse_bias_add=c is None)
+    fully_connected(ctx, src, (0, 1), weights, bias, out, fuse_bias_add=c is None,
+                    int8_operands=_int8_operands(ctx, a, b, c, (0, 1) if trans_b else (1, 0)))
 
 
 def _gemm_general(ctx: LoweringContext, node: ir.Node, a: ir.Value, b: ir.Value, c: ir.Value | None,

@@ -18,7 +18,7 @@ from edgec.lower.tflite.elementwise import operand
 from edgec.lower.tflite.registry import visitor
 
 
-@visitor("Softmax")
+@visitor("Softmax", int8=True)
 def lower_softmax(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     rank = len(ctx.shape(x))

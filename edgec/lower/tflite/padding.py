@@ -14,6 +14,7 @@ from typing import Sequence
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
+from edgec.lower.tflite import quantized
 from edgec.lower.tflite.common import attr
 from edgec.lower.tflite.context import LoweringContext
 
@@ -121,13 +122,21 @@ def choose(win: Window, in_hw: Sequence[int]) -> tuple[int, list[tuple[int, int]
 
 
 def pad_nhwc(ctx: LoweringContext, src: int, spatial: list[tuple[int, int]], value: float = 0.0) -> int:
-    """PAD (zeros) or PADV2 (other values) of the H and W axes of an NHWC tensor."""
+    """PAD or PADV2 of the H and W axes of an NHWC tensor (float or int8)."""
     n, h, w, c = ctx.graph.shape(src)
     (top, bottom), (left, right) = spatial
-    out = ctx.temp([n, h + top + bottom, w + left + right, c], hint="pad")
+    out = ctx.temp_like(src, [n, h + top + bottom, w + left + right, c], hint="pad")
     pads = ctx.int32([[0, 0], [top, bottom], [left, right], [0, 0]], "paddings")
-    if value == 0.0:
-        ctx.emit("PAD", [src, pads], [out])
-    else:
-        ctx.emit("PADV2", [src, pads, ctx.float32(value, "pad_value")], [out])
+    pad_with(ctx, src, pads, out, value)
     return out
+
+
+def pad_with(ctx: LoweringContext, src: int, paddings: int, out: int, value: float) -> None:
+    """PAD when `value` is zero (int8 PAD fills with the zero point, i.e. real zero), else
+    PADV2 with `value` on the tensor's own grid."""
+    params = ctx.tensor_params(src)
+    is_zero = value == 0.0 if params is None else int(quantized.quantize_value(value, params)) == params.zero_point
+    if is_zero:
+        ctx.emit("PAD", [src, paddings], [out])
+    else:
+        ctx.emit("PADV2", [src, paddings, ctx.scalar_like(value, src, "pad_value")], [out])

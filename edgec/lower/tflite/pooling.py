@@ -11,6 +11,7 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
+from edgec.ir import static_shape
 from edgec.lower.tflite import padding
 from edgec.lower.tflite.activations import take_fused_activation
 from edgec.lower.tflite.common import attr, require_rank
@@ -47,7 +48,7 @@ def replicate_edges(ctx: LoweringContext, src: int, spatial: list[tuple[int, int
         first = _edge(ctx, src, axis, 0) if before else None
         last = _edge(ctx, src, axis, shape[axis] - 1) if after else None
         shape[axis] += before + after
-        out = ctx.temp(shape, hint="edge_pad")
+        out = ctx.temp_like(src, shape, hint="edge_pad")
         ctx.emit("CONCATENATION", [first] * before + [src] + [last] * after, [out],
                  schema.ConcatenationOptionsT(axis=axis))
         src = out
@@ -59,7 +60,7 @@ def _edge(ctx: LoweringContext, src: int, axis: int, index: int) -> int:
     shape = ctx.graph.shape(src)
     begin, size = [0] * len(shape), list(shape)
     begin[axis], size[axis] = index, 1
-    edge = ctx.temp(size, hint="edge")
+    edge = ctx.temp_like(src, size, hint="edge")
     ctx.emit("SLICE", [src, ctx.int32(begin, "begin"), ctx.int32(size, "size")], [edge])
     return edge
 
@@ -98,7 +99,7 @@ def _pool(ctx: LoweringContext, node: ir.Node, op: str, pad_value: float | None)
     return src, options, win, explicit
 
 
-@visitor("MaxPool", check=_check_pool)
+@visitor("MaxPool", check=_check_pool, int8=True)
 def lower_max_pool(node: ir.Node, ctx: LoweringContext) -> None:
     src, options, _, _ = _pool(ctx, node, "MAX_POOL_2D", _MAX_POOL_PAD)
     options.fusedActivationFunction, result = take_fused_activation(ctx, node.outputs[0])
@@ -119,28 +120,45 @@ def _average_divisors(node: ir.Node, in_hw, out_hw, win: padding.Window) -> np.n
     return np.outer(counts[0], counts[1]).astype(np.float32)
 
 
-@visitor("AveragePool", check=_check_pool)
+def _divisor_fix(node: ir.Node) -> np.ndarray | None:
+    """kernel area / ONNX's divisor per output position, when the pool needs an explicit PAD
+    and ONNX's divisor differs from the area at some border (else None)."""
+    x, y = node.inputs[0], node.outputs[0]
+    in_hw, out_hw = static_shape(x)[2:], static_shape(y)[2:]
+    win = padding.window(node, in_hw, attr(node, "kernel_shape"), out_hw)
+    pad_mode, explicit = padding.choose(win, in_hw)
+    if pad_mode == schema.Padding.SAME and attr(node, "count_include_pad", 0):
+        explicit = padding.explicit_pads(win, in_hw)
+    if not explicit:
+        return None
+    scale = win.kernel[0] * win.kernel[1] / _average_divisors(node, in_hw, out_hw, win)
+    return None if np.allclose(scale, 1.0) else scale
+
+
+def _int8_average_pool(node: ir.Node) -> str | None:
+    if _divisor_fix(node) is not None:
+        return "border windows need ONNX's divisor, which TFLite's int8 AVERAGE_POOL_2D cannot apply"
+    return None
+
+
+@visitor("AveragePool", check=_check_pool, int8=_int8_average_pool)
 def lower_average_pool(node: ir.Node, ctx: LoweringContext) -> None:
     src, options, win, explicit = _pool(ctx, node, "AVERAGE_POOL_2D", 0.0)
     out = ctx.define(node.outputs[0], NHWC)
-    if not explicit:
-        ctx.emit("AVERAGE_POOL_2D", [src], [out], options)
-        return
     # The VALID pool over the zero-padded input divides by the kernel area; ONNX divides by
     # the count of cells it includes, which differs at the borders.
-    in_hw = ctx.shape(node.inputs[0])[2:]
-    out_hw = ctx.shape(node.outputs[0])[2:]
-    area = win.kernel[0] * win.kernel[1]
-    scale = area / _average_divisors(node, in_hw, out_hw, win)
-    if np.allclose(scale, 1.0):
+    scale = _divisor_fix(node)
+    if scale is None:
         ctx.emit("AVERAGE_POOL_2D", [src], [out], options)
         return
+    out_hw = ctx.shape(node.outputs[0])[2:]
     pooled = ctx.temp(ctx.graph.shape(out), hint="area_mean")
     ctx.emit("AVERAGE_POOL_2D", [src], [pooled], options)
     ctx.emit("MUL", [pooled, ctx.float32(scale.reshape(1, *out_hw, 1), "divisor_fix")], [out], schema.MulOptionsT())
 
 
-@visitor("GlobalAveragePool", "GlobalMaxPool", check=lambda node: require_rank(node, 4))
+@visitor("GlobalAveragePool", "GlobalMaxPool", check=lambda node: require_rank(node, 4),
+         int8=lambda node: None if node.op_type == "GlobalAveragePool" else "edgec lowers GlobalMaxPool in float")
 def lower_global_pool(node: ir.Node, ctx: LoweringContext) -> None:
     # MEAN over H, W of NHWC with keep_dims is XNNPACK's global average pooling.
     op = "MEAN" if node.op_type == "GlobalAveragePool" else "REDUCE_MAX"

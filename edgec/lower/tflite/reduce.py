@@ -32,7 +32,8 @@ def _check_reduce(node: ir.Node) -> str | None:
     return require_const(node, 1, "axes")
 
 
-@visitor(*_REDUCERS, check=_check_reduce)
+@visitor(*_REDUCERS, check=_check_reduce,
+         int8=lambda node: None if node.op_type == "ReduceMean" else f"edgec lowers {node.op_type} in float")
 def lower_reduce(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     axes = reduce_axes(node)

@@ -3,6 +3,10 @@
 `check(node)` runs on every node before anything is built and returns why the node cannot be
 lowered (or None), so one UnsupportedOpsError can list every problem at once. `lower(node,
 ctx)` then emits the TFLite operators; it may assume its check passed.
+
+`int8` says whether the visitor can lower the node with int8 tensors (TFLite has an int8
+kernel and the visitor makes its constants and temporaries int8): True, or a check that
+returns why this node cannot. Nodes that cannot stay float between DEQUANTIZE and QUANTIZE.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class Visitor:
     op_type: str
     lower: Lower
     check: Check
+    int8: Check | None = None  # None: float only
+
 
 
 VISITORS: dict[str, Visitor] = {}
@@ -33,14 +39,16 @@ def _no_check(node: ir.Node) -> str | None:
     return None
 
 
-def visitor(*op_types: str, check: Check | None = None) -> Callable[[Lower], Lower]:
+def visitor(*op_types: str, check: Check | None = None,
+            int8: bool | Check = False) -> Callable[[Lower], Lower]:
     """Register `lower` (and an optional `check`) for ONNX op types in the default domain."""
+    int8_check = _no_check if int8 is True else (int8 or None)
 
     def register(lower: Lower) -> Lower:
         for op in op_types:
             if op in VISITORS:
                 raise ValueError(f"two TFLite visitors for {op}")
-            VISITORS[op] = Visitor(op, lower, check or _no_check)
+            VISITORS[op] = Visitor(op, lower, check or _no_check, int8_check)
         return lower
 
     return register

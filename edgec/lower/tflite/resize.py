@@ -16,6 +16,7 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
 from edgec.ir import static_shape
+from edgec.lower.tflite import quantized
 from edgec.lower.tflite.common import attr, const_input, first_problem, require_const
 from edgec.lower.tflite.context import LoweringContext
 from edgec.lower.tflite.layout import NHWC
@@ -161,7 +162,7 @@ def _check_resize(node: ir.Node) -> str | None:
     return result if isinstance(result, str) else None
 
 
-@visitor("Resize", check=_check_resize)
+@visitor("Resize", check=_check_resize, int8=True)
 def lower_resize(node: ir.Node, ctx: LoweringContext) -> None:
     p = plan(node)
     out = ctx.define(node.outputs[0], NHWC)
@@ -177,6 +178,14 @@ def lower_resize(node: ir.Node, ctx: LoweringContext) -> None:
              version=3 if p.half_pixel_centers else 1)
 
 
+def _ones(ctx: LoweringContext, like: int, shape: tuple[int, ...]) -> int:
+    """Ones to multiply `like` by; in int8 the integer 1 at scale 1, so MUL's rescale factor
+    (input scale x 1 / output scale) is exactly 1 and every value is copied unchanged."""
+    if ctx.tensor_params(like) is None:
+        return ctx.float32(np.ones(shape), "ones")
+    return ctx.const_tensor(np.ones(shape, np.int8), "ones", quantization=quantized.per_axis(np.float32(1), np.int64(0), 0))
+
+
 def _repeat(ctx: LoweringContext, src: int, out: int, factors: tuple[int, int]) -> None:
     """Nearest upsampling by integer factors as a broadcast: XNNPACK runs it, while it leaves
     RESIZE_NEAREST_NEIGHBOR to the CPU kernels.
@@ -185,9 +194,9 @@ def _repeat(ctx: LoweringContext, src: int, out: int, factors: tuple[int, int]) 
     """
     n, h, w, c = ctx.graph.shape(src)
     fh, fw = factors
-    spread = ctx.temp([n, h, 1, w, 1, c], hint="spread")
+    spread = ctx.temp_like(src, [n, h, 1, w, 1, c], hint="spread")
     ctx.emit("RESHAPE", [src, ctx.int32([n, h, 1, w, 1, c])], [spread])
-    tiled = ctx.temp([n, h, fh, w, fw, c], hint="tiled")
-    ones = ctx.float32(np.ones((1, 1, fh, 1, fw, 1)), "ones")
+    tiled = ctx.temp_like(src, [n, h, fh, w, fw, c], hint="tiled")
+    ones = _ones(ctx, src, (1, 1, fh, 1, fw, 1))
     ctx.emit("MUL", [spread, ones], [tiled], schema.MulOptionsT())
     ctx.emit("RESHAPE", [tiled, ctx.int32([n, h * fh, w * fw, c])], [out])

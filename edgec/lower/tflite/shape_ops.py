@@ -14,12 +14,13 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
 from edgec.ir import static_shape
-from edgec.lower.tflite import layout
+from edgec.lower.tflite import layout, quantized
 from edgec.lower.tflite.common import (
     attr, const_input, const_ints, first_problem, normalize_axes, require_const,
 )
 from edgec.lower.tflite.context import Held, LoweringContext
 from edgec.lower.tflite.elementwise import output_layout
+from edgec.lower.tflite.padding import pad_with
 from edgec.lower.tflite.registry import visitor
 
 
@@ -50,13 +51,13 @@ def _check_reshape(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Reshape", "Flatten", "Squeeze", "Unsqueeze", check=_check_reshape)
+@visitor("Reshape", "Flatten", "Squeeze", "Unsqueeze", check=_check_reshape, int8=True)
 def lower_reshape(node: ir.Node, ctx: LoweringContext) -> None:
     # The output's static shape says everything; axes/shape inputs were checked constant.
     reshape_to(ctx, node.inputs[0], node.outputs[0])
 
 
-@visitor("Transpose")
+@visitor("Transpose", int8=True)
 def lower_transpose(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     rank = len(ctx.shape(x))
@@ -73,14 +74,24 @@ def lower_constant(node: ir.Node, ctx: LoweringContext) -> None:
     return None
 
 
-@visitor("Concat")
+@visitor("Concat", int8=True)
 def lower_concat(node: ir.Node, ctx: LoweringContext) -> None:
     perm = output_layout(ctx, node)
     axis = attr(node, "axis") % len(perm)
-    inputs = [ctx.tensor(v, perm) for v in node.inputs]
     out = ctx.define(node.outputs[0], perm)
+    inputs = [_concat_input(ctx, v, perm, ctx.tensor_params(out)) for v in node.inputs]
     ctx.emit("CONCATENATION", inputs, [out],
              schema.ConcatenationOptionsT(axis=layout.axis_in(perm, axis)))
+
+
+def _concat_input(ctx: LoweringContext, value: ir.Value, perm, params) -> int:
+    """An operand of CONCATENATION; int8 concatenation copies bytes, so a constant joins on
+    the output's grid (what the QDQ graph computes: its real values quantized once more)."""
+    array = ctx.const(value)
+    if params is None or array is None:
+        return ctx.tensor(value, perm)
+    data = quantized.quantize_value(np.ascontiguousarray(array.transpose(perm)), params)
+    return ctx.const_tensor(data, value.name, quantization=quantized.per_tensor(params))
 
 
 def split_sizes(node: ir.Node) -> list[int]:
@@ -101,7 +112,7 @@ def _check_split(node: ir.Node) -> str | None:
     return require_const(node, 1, "split sizes")
 
 
-@visitor("Split", check=_check_split)
+@visitor("Split", check=_check_split, int8=True)
 def lower_split(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -154,7 +165,7 @@ def _check_slice(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Slice", check=_check_slice)
+@visitor("Slice", check=_check_slice, int8=True)
 def lower_slice(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -237,7 +248,7 @@ def pad_widths(node: ir.Node) -> list[tuple[int, int]]:
     return widths
 
 
-@visitor("Pad", check=_check_pad)
+@visitor("Pad", check=_check_pad, int8=True)
 def lower_pad(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -250,9 +261,5 @@ def lower_pad(node: ir.Node, ctx: LoweringContext) -> None:
         ctx.emit("MIRROR_PAD", [src, paddings], [out], schema.MirrorPadOptionsT(mode=schema.MirrorPadMode.REFLECT))
         return
     value = const_input(node, 2)
-    value = 0.0 if value is None else float(value)
-    if value == 0.0:
-        ctx.emit("PAD", [src, paddings], [out])
-    else:
-        ctx.emit("PADV2", [src, paddings, ctx.float32(value, "pad_value")], [out])
+    pad_with(ctx, src, paddings, out, 0.0 if value is None else float(value))
 
