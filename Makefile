@@ -22,12 +22,16 @@ $(VENV)/bin/python:
 
 # torch is pinned to the CPU wheel (2.13.0); an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[test,data,plots]'
+	$(PY) -m pip install -q -e '.[test,data,plots,rpc]'
 	touch $@
 
-# Debian packages: the aarch64 cross toolchain (TVM arm64 builds), `file`, qemu-user (arm64 runs).
-$(SYSDEPS_STAMP): scripts/install-system-deps.sh | $(VENV)/bin/python
+# Debian packages: the aarch64 cross toolchain (TVM arm64 builds), `file`, qemu-user (arm64 runs);
+# then the emulated arm64 userland (qemu-arm64 device) and the WebAssembly runners (npm into .node/,
+# Debian's chromium for the browser device).
+$(SYSDEPS_STAMP): scripts/install-system-deps.sh scripts/setup-qemu-arm64.sh scripts/setup-wasm.sh runtimes/js/package.json | $(VENV)/bin/python
 	bash scripts/install-system-deps.sh
+	bash scripts/setup-qemu-arm64.sh
+	bash scripts/setup-wasm.sh --browser
 	touch $@
 
 sysdeps: $(SYSDEPS_STAMP)

@@ -6,7 +6,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "Artifact", "__version__"]
+__all__ = ["compile", "benchmark", "Artifact", "__version__"]
 
 
 def __getattr__(name):
@@ -15,6 +15,10 @@ def __getattr__(name):
         from edgec.api import compile
 
         return compile
+    if name == "benchmark":
+        from edgec.bench import benchmark
+
+        return benchmark
     if name == "Artifact":
         from edgec.artifact import Artifact
 

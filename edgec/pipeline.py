@@ -54,6 +54,8 @@ class QuantizeRequest:
     limit: int | None = None
     equalization: bool | None = None  # None: the target's default
     bias_correction: bool | None = None
+    # A prepared model's edgec.training.qat.QATDeployment: its learned ranges replace calibration.
+    qat: Any = None
 
 
 def compile_imported(
@@ -93,7 +95,7 @@ def compile_imported(
         model, quant_info, calib = _quantize(model, target, quantize or QuantizeRequest(), log)
         ranges = quant_info.pop("ranges")
         timings["quantize_s"] = time.perf_counter() - t
-        if not calib.is_random:
+        if calib is not None and not calib.is_random:
             # Real data says more than random inputs about a quantized model (top-1 agreement above all).
             inputs = calib.samples[-samples:]
 
@@ -141,6 +143,8 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     from edgec.quantization import quantize_model
     from edgec.quantization.calibration import load_calibration
 
+    if request.qat is not None:
+        return _quantize_with_qat_ranges(model, target, request, log)
     q = target.quantization
     equalize = q.equalization if request.equalization is None else request.equalization
     correct_bias = q.bias_correction if request.bias_correction is None else request.bias_correction
@@ -174,6 +178,42 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     info["accuracy_tools"] = tools
     if data.is_random:
         info["accuracy"] = "unknown: calibrated on random inputs (--calib random); latency work only"
+    return qdq, info, data
+
+
+def _quantize_with_qat_ranges(model: ir.Model, target: Target, request: QuantizeRequest, log: Log):
+    """Insert QDQ with the ranges a QAT-prepared model learned: no calibration. Equalization and
+    bias correction stay off: both change the weights the model was trained to tolerate."""
+    from edgec.errors import PassError
+    from edgec.passes.quantize import QuantizeOptions, QuantizeQDQ
+    from edgec.quantization.calibration import load_calibration
+
+    qat = request.qat
+    if qat.weight_bits != target.quantization.weight_bits:
+        raise EdgecError(f"the model was QAT-trained for {qat.weight_bits}-bit weights but target '{target.name}' "
+                         f"deploys {target.quantization.weight_bits}-bit ones; compile for a target with "
+                         f"{qat.weight_bits}-bit weights, or qat.prepare for this one")
+    log("quantizing with the ranges learned by QAT (no calibration)")
+    qpass = QuantizeQDQ(QuantizeOptions(ranges=dict(qat.ranges), weight_bits=qat.weight_bits,
+                                        node_weight_bits=dict(qat.node_weight_bits)))
+    try:
+        qdq = qpass(clone(model)).model
+    except PassError as exc:
+        raise EdgecError(f"the QAT ranges do not fit the exported graph ({exc}); was the model changed "
+                         "after qat.prepare?") from None
+    unused = sorted(set(qat.ranges) - set(qpass.details["activations"]))
+    if unused:
+        raise EdgecError(f"the QAT ranges name {len(unused)} tensor(s) the exported graph does not quantize, "
+                         f"e.g. '{unused[0]}'; was the model changed after qat.prepare?")
+    # Calibration data, when given anyway, only supplies real samples for verification.
+    data = None if request.calibration is None else \
+        load_calibration(request.calibration, model, preprocess=request.preprocess, limit=request.limit)
+    off = {"enabled": False, "why": "ranges from QAT: the model was trained with these weights"}
+    info = {"calibration": {"source": "ranges from QAT", "samples": 0, "method": "qat-ema", "random": False},
+            "ranges_from": "QAT",
+            **qpass.details,
+            "ranges": dict(qat.ranges),
+            "accuracy_tools": {"bias_correction": off, "cross_layer_equalization": off}}
     return qdq, info, data
 
 
@@ -247,7 +287,8 @@ def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_m
             figures["lsb_agreement"] = lsb_agreement(outputs, qdq_outputs, steps)
             entry["vs_qdq"] = figures
             failures += [f"{fmt} vs the quantized reference: {p}"
-                         for p in lsb_failures(figures["lsb_agreement"], output_names, target.tolerance)]
+                         for p in lsb_failures(figures, result["quantized_reference"]["vs_float"],
+                                               output_names, target.tolerance)]
         if hasattr(runtime, "delegation"):
             entry["xnnpack"] = runtime.delegation()
         result["artifacts"][fmt] = entry

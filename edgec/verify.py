@@ -81,12 +81,38 @@ def lsb_agreement(actual: Sequence[Sequence[np.ndarray]], reference: Sequence[Se
     return fractions
 
 
-def lsb_failures(fractions: list[float | None], names: Sequence[str], tol: Tolerance) -> list[str]:
+# How much closer to the QDQ reference an artifact must stay than the QDQ reference is to float
+# when it misses the 1-LSB criterion: 6 dB = a quarter of the quantization noise power.
+DIVERGENCE_MARGIN_DB = 6.0
+
+
+def lsb_failures(vs_qdq: dict, qdq_vs_float: dict, names: Sequence[str], tol: Tolerance) -> list[str]:
+    """Whether an integer artifact computes what the QDQ graph says.
+
+    First test: >= min_lsb_agreement of output elements within one output step of onnxruntime's
+    QDQ reference. In deep networks an integer kernel and onnxruntime can round one tie apart
+    (x.5 exactly) in an early layer, and that one LSB grows through the layers that follow;
+    every layer is right, the outputs still differ. So an output that misses the first test
+    passes if the artifact's distance to the reference is well below the quantization noise
+    itself (SQNR vs QDQ >= SQNR of QDQ vs float + DIVERGENCE_MARGIN_DB). A wrong kernel (a bad
+    scale, a lost zero point) fails both.
+    """
     if tol.min_lsb_agreement is None:
         return []
-    return [f"output '{n}': only {f:.2%} of elements within 1 LSB of the quantized reference "
-            f"(need {tol.min_lsb_agreement:.0%})" for f, n in zip(fractions, names)
-            if f is not None and f < tol.min_lsb_agreement]
+    problems = []
+    for k, name in enumerate(names):
+        frac = vs_qdq["lsb_agreement"][k]
+        if frac is None or frac >= tol.min_lsb_agreement:
+            continue
+        art = vs_qdq["outputs"][k].get("sqnr_db", -math.inf)
+        quant = qdq_vs_float["outputs"][k].get("sqnr_db", math.inf)
+        if art >= quant + DIVERGENCE_MARGIN_DB:
+            continue
+        problems.append(
+            f"output '{name}': only {frac:.2%} of elements within 1 LSB of the quantized reference "
+            f"(need {tol.min_lsb_agreement:.0%}), and its SQNR vs that reference, {art:.1f} dB, is not "
+            f"{DIVERGENCE_MARGIN_DB:g} dB above the quantization noise ({quant:.1f} dB)")
+    return problems
 
 
 def tolerance_failures(figures: dict, tol: Tolerance) -> list[str]:
