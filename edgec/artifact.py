@@ -33,6 +33,25 @@ def open_runtime(path: str | Path, **options):
     raise EdgecError(f"{path}: unknown artifact type '{path.suffix}'; expected .tflite, .so or .onnx")
 
 
+class FloatIO:
+    """Feeds an int8-I/O artifact (--io int8) float inputs and returns float outputs, with the
+    quantization parameters the lowering recorded: how verification compares it with float."""
+
+    def __init__(self, runtime, inputs: list[dict], outputs: list[dict]):
+        self.runtime, self.name = runtime, runtime.name
+        self._in, self._out = inputs, outputs
+
+    def run(self, xs) -> list[np.ndarray]:
+        fed = [np.clip(np.rint(x / s["scale"]) + s["zero_point"], -128, 127).astype(np.int8)
+               if "scale" in s else x for x, s in zip(xs, self._in)]
+        outs = self.runtime.run(fed)
+        return [(o.astype(np.float32) - s["zero_point"]) * np.float32(s["scale"]) if "scale" in s else o
+                for o, s in zip(outs, self._out)]
+
+    def delegation(self) -> dict:
+        return self.runtime.delegation()
+
+
 def runs_on_host(fmt: str, target: Target) -> bool:
     """TFLite flatbuffers are architecture-independent; a TVM .so only loads on its own arch."""
     if fmt == "tflite":

@@ -21,7 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec import __version__
-from edgec.artifact import SUFFIX, Artifact, open_runtime, runs_on_host
+from edgec.artifact import SUFFIX, Artifact, FloatIO, open_runtime, runs_on_host
 from edgec.errors import EdgecError, VerificationError
 from edgec.frontends import ImportedModel
 from edgec.frontends.shapes import InputShapes
@@ -118,7 +118,7 @@ def compile_imported(
             t = time.perf_counter()
             staged = {f: p for f, (p, _) in lowered.items()}
             verification = _verify(imported, inputs, reference_model, model if target.is_integer else None,
-                                   quant_info, target, staged)
+                                   quant_info, target, staged, {f: i for f, (_, i) in lowered.items()})
             if quant_info is not None:
                 _merge_layer_figures(quant_info, layer_sqnr(float_model, model, inputs, ranges))
             timings["verify_s"] = time.perf_counter() - t
@@ -253,7 +253,8 @@ def _output_steps(qdq_model: ir.Model, quant_info: dict) -> list[float | None]:
 
 
 def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_model: ir.Model,
-            qdq_model: ir.Model | None, quant_info: dict | None, target: Target, staged: dict[str, Path]) -> dict:
+            qdq_model: ir.Model | None, quant_info: dict | None, target: Target, staged: dict[str, Path],
+            lowering_info: dict[str, dict]) -> dict:
     output_names = [v.name for v in reference_model.graph.outputs]
 
     float_outputs = [OnnxRuntime.from_ir(reference_model, optimize=False).run(x) for x in inputs] if inputs else []
@@ -276,6 +277,9 @@ def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_m
             result["artifacts"][fmt] = {"ran": False, "why": f"built for {target.arch}; not runnable on this host"}
             continue
         runtime = open_runtime(path)
+        info = lowering_info.get(fmt, {})
+        if info.get("quantized", {}).get("io") == "int8":
+            runtime = FloatIO(runtime, info["inputs"], info["outputs"])
         outputs = [runtime.run(x) for x in inputs]
         entry = {"ran": True, "runtime": runtime.name}
         for ref_name, ref in references.items():
