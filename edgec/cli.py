@@ -42,6 +42,9 @@ def compile(  # noqa: A001
     calib_percentile: Optional[float] = typer.Option(None, "--calib-percentile", help="for --calib-method percentile, e.g. 99.99"),
     calib_preprocess: Optional[str] = typer.Option(None, "--calib-preprocess", help="for image folders: resize=N,mean=a:b:c,std=a:b:c,scale=255,gray"),
     calib_limit: Optional[int] = typer.Option(None, "--calib-limit", min=1, help="use at most N calibration samples"),
+    io: Optional[str] = typer.Option(None, "--io", help="int8: the TFLite artifact takes and returns int8 tensors (integer targets)"),
+    no_equalization: bool = typer.Option(False, "--no-equalization", help="skip cross-layer equalization (integer targets)"),
+    no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="skip bias correction (integer targets)"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip running the artifacts against the float reference"),
     samples: int = typer.Option(4, "--samples", min=1, help="sample inputs used for verification"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full-module .pt (runs code from the file)"),
@@ -58,7 +61,9 @@ def compile(  # noqa: A001
     with err.status("compiling") as status:
         art = edgec.compile(model, target=target, out_dir=out_dir, input_shapes=shapes, formats=fmt_list,
                             calibration=calib, calib_method=calib_method, calib_percentile=calib_percentile,
-                            calib_preprocess=calib_preprocess, calib_limit=calib_limit,
+                            calib_preprocess=calib_preprocess, calib_limit=calib_limit, io=io,
+                            equalization=False if no_equalization else None,
+                            bias_correction=False if no_bias_correction else None,
                             verify=not no_verify, samples=samples, allow_pickle=trust_pickle, name=name,
                             devices=devices, log=lambda msg: status.update(msg))
     if as_json:
@@ -230,6 +235,39 @@ def devices_cmd(devices: Optional[Path] = DevicesOpt):
 
     reg = load_registry(devices)
     print_devices(out, [status(d, reg.path.parent) for d in reg.devices.values()], reg.path)
+
+
+@app.command()
+def analyze(
+    artifact: Path = typer.Argument(..., help="a TVM .so built by edgec (its .layers.json beside it)"),
+    device: str = typer.Option("host", "--device", "-d", help="where to measure (host)"),
+    repeat: int = typer.Option(20, "--repeat", min=1, help="timed runs per kernel"),
+    warmup: int = typer.Option(3, "--warmup", min=0, help="untimed runs first"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write the efficiency-gap and roofline PNG here"),
+):
+    """Per kernel: FLOPs, bytes moved, measured time, efficiency vs this machine's measured peak, roofline bound."""
+    from edgec.analyze import analyze as run_analysis
+
+    with err.status("measuring kernels and the machine's peak"):
+        report = run_analysis(artifact, device, warmup=warmup, repeat=repeat, json_path=json_out, plot_path=plot)
+    machine, totals = report["machine"], report["totals"]
+    table = Table(title=(f"{artifact.name} on {device}: peak {machine['gflops_per_s']:.1f} GFLOP/s, "
+                         f"{machine['gbytes_per_s']:.1f} GB/s, {machine['threads']} thread(s)"), title_justify="left")
+    for col in ("#", "kernel", "MFLOP", "KiB", "ms", "GFLOP/s", "eff", "FLOP/B", "bound"):
+        table.add_column(col, justify="left" if col == "kernel" else "right", overflow="fold",
+                         min_width=24 if col == "kernel" else None)
+    for r in report["layers"]:
+        table.add_row(str(r["index"]), r["name"], f"{r['flops'] / 1e6:.2f}", f"{r['bytes'] / 1024:.1f}",
+                      f"{r['time_ms']:.3f}", f"{r['gflops_per_s']:.2f}", f"{r['efficiency']:.1%}",
+                      f"{r['flops_per_byte']:.1f}", r["bound"])
+    out.print(table)
+    out.print(f"model {totals['model_ms']:.3f} ms, {totals['flops'] / 1e6:.1f} MFLOP, {totals['gflops_per_s']:.2f} "
+              f"GFLOP/s = {totals['efficiency']:.1%} of peak; {totals['fused_blocks']} fused block(s); "
+              f"{totals['memory_bound_time_share']:.0%} of kernel time in memory-bound kernels")
+    for path in (json_out, plot):
+        if path is not None:
+            out.print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

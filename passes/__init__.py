@@ -17,7 +17,9 @@ from edgec.passes.base import EdgecPass, Refusal
 from edgec.passes.constant_folding import ConstantFolding
 from edgec.passes.equalize import CrossLayerEqualization
 from edgec.passes.fix_input_shapes import fix_input_shapes
+from edgec.passes.fold_activations import FoldActivations
 from edgec.passes.fold_batchnorm import FoldBatchNorm
+from edgec.passes.fold_conv_pairs import FoldConvPairs
 from edgec.passes.remove_identity import RemoveIdentity
 from edgec.passes.shape_inference import ShapeInference
 
@@ -32,7 +34,7 @@ __all__ = [
 
 PASSES: dict[str, type[EdgecPass]] = {
     cls.name: cls for cls in (ConstantFolding, RemoveIdentity, FoldBatchNorm, ShapeInference,
-                               CrossLayerEqualization)
+                               CrossLayerEqualization, FoldActivations, FoldConvPairs)
 }
 
 
