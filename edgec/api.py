@@ -11,6 +11,7 @@ from edgec.frontends import load_model
 from edgec.frontends.shapes import normalize_input_shapes
 from edgec.pipeline import QuantizeRequest, compile_imported
 from edgec.targets import load_registry
+from edgec.training.qat import deployment as qat_deployment, is_prepared
 
 
 def compile(  # noqa: A001  (edgec.compile is the product's verb)
@@ -26,6 +27,9 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     calib_percentile: float | None = None,
     calib_preprocess: str | None = None,
     calib_limit: int | None = None,
+    equalization: bool | None = None,
+    bias_correction: bool | None = None,
+    io: str | None = None,
     verify: bool = True,
     samples: int = 4,
     allow_pickle: bool = False,
@@ -38,11 +42,20 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     model: a torch.nn.Module (with example_inputs), a torch.export.ExportedProgram, a path to a
     .pt2 / .pt (TorchScript) / .onnx file, or "zoo:NAME". Integer targets (e.g. arm64-int8) need
     `calibration`: an .npz/.npy path, an image folder, an array of stacked samples, any iterable
-    of inputs (e.g. a DataLoader), or "random" for latency-only work. Returns an Artifact whose .report is
+    of inputs (e.g. a DataLoader), or "random" for latency-only work. `equalization` and
+    `bias_correction` override the target's accuracy tools; `io="int8"` gives the TFLite artifact
+    int8 inputs and outputs (their scales and zero points are in the report). Returns an Artifact whose .report is
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)
     tgt = load_registry(devices).target(target)
+    if io is not None:
+        tgt = _with_io(tgt, io)
+    qat = None
+    if is_prepared(model):  # edgec.training.qat: compile its float model with the ranges it learned
+        qat = qat_deployment(model)
+        example_inputs = model.example_inputs if example_inputs is None else example_inputs
+        model = qat.module
     shapes = normalize_input_shapes(input_shapes)
     t = time.perf_counter()
     log(f"importing {model if isinstance(model, (str, Path)) else type(model).__name__}")
@@ -50,7 +63,21 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
                           allow_pickle=allow_pickle, name=name)
     import_s = time.perf_counter() - t
     request = QuantizeRequest(calibration=calibration, method=calib_method, percentile=calib_percentile,
-                              preprocess=calib_preprocess, limit=calib_limit)
+                              preprocess=calib_preprocess, limit=calib_limit, qat=qat,
+                              equalization=equalization, bias_correction=bias_correction)
     return compile_imported(imported, tgt, out_dir, input_shapes=shapes, quantize=request,
                             formats=tuple(formats) if formats else None,
                             verify=verify, samples=samples, log=log, timings={"import_s": import_s})
+
+
+def _with_io(target, io: str):
+    """int8 inputs/outputs for the TFLite artifact (users then feed int8 and read int8)."""
+    import dataclasses
+
+    from edgec.errors import EdgecError
+
+    if io not in ("float", "int8"):
+        raise EdgecError(f"--io '{io}': expected 'float' or 'int8'")
+    if io == "int8" and not target.is_integer:
+        raise EdgecError(f"--io int8 needs an integer target; '{target.name}' is {target.precision}")
+    return dataclasses.replace(target, options={**target.options, "io": io})

@@ -29,7 +29,11 @@ from tvm.support import cc
 from edgec.errors import EdgecError
 from edgec.fsutil import atomic_path
 from edgec.ir import to_proto
+from edgec.lower.tvm_fusion import block_fusion_passes
+from edgec.lower.tvm_fusion import describe as describe_block_fusion
 from edgec.lower.tvm_import import import_onnx, short_reason
+from edgec.lower.tvm_qdq import integer_summary, legalize_qdq
+from edgec.lower.tvm_layers import write_layers
 from edgec.lower.tvm_signature import Signature, signature_path, write_signature
 from edgec.runtimes.base import TensorSpec
 from edgec.targets import Target
@@ -68,6 +72,11 @@ def relax_pipeline(
         "lower": backend.dataflow_lower_passes(tvm_target),
         "finalize": backend.finalize_passes(tvm_target),
     }
+    if target.is_integer:  # QDQ patterns -> int8 x int8 -> int32 conv2d/matmul (tvm_qdq.py)
+        stages["rewrite"] = [legalize_qdq(), *stages["rewrite"]]
+    if target.options.get("block_fusion"):  # devices.yaml: one tiled kernel per ConvFirst/MBConv block
+        for name, passes in block_fusion_passes().items():
+            stages[name] = list(stages[name]) + passes
     return [(name, list(stages[name]) + list(extra_passes.get(name, ()))) for name in RELAX_STAGES]
 
 
@@ -94,7 +103,8 @@ def lower_tvm(
     mod = import_onnx(proto, target.name)
     signature = _signature(proto, mod, target)
 
-    mod, relax_ops, stage_seconds = _run_stages(mod, tvm_target, relax_pipeline(target, extra_passes), target)
+    mod, relax_ops, stage_seconds, entering_legalize = _run_stages(
+        mod, tvm_target, relax_pipeline(target, extra_passes), target)
     try:
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=None)  # stages already ran
     except Exception as exc:  # noqa: BLE001
@@ -106,6 +116,7 @@ def lower_tvm(
         _export(executable, tmp, fcompile, target)
         # Written before the library's rename, so a library never appears without its signature.
         write_signature(out_path, signature)
+        write_layers(out_path, mod)  # per-kernel FLOPs/bytes for `edgec analyze`
 
     return {
         "format": "tvm",
@@ -118,6 +129,9 @@ def lower_tvm(
         "relax_functions": sum(isinstance(f, relax.Function) for f in mod.functions.values()),
         "prim_funcs": sum(isinstance(f, tvm.tirx.PrimFunc) for f in mod.functions.values()),
         "stage_seconds": stage_seconds,
+        # Integer convs/matmuls and the ops left in float, counted after the rewrite stage.
+        **({"int8": integer_summary(entering_legalize)} if target.is_integer else {}),
+        **({"block_fusion": describe_block_fusion(mod)} if target.options.get("block_fusion") else {}),
         "size_bytes": out_path.stat().st_size,
         "compile_seconds": time.perf_counter() - started,
     }
@@ -140,12 +154,14 @@ def relax_op_histogram(mod: tvm.IRModule) -> dict[str, int]:
 def _run_stages(mod, tvm_target, stages, target: Target):
     relax_ops: dict[str, int] = {}
     seconds: dict[str, float] = {}
+    entering_legalize = mod
     with tvm_target:
         for name, passes in stages:
             if name == "legalize":
                 # The op mix the model reaches TVM with, after edgec's rewrites and before
                 # operators dissolve into PrimFuncs.
                 relax_ops = relax_op_histogram(mod)
+                entering_legalize = mod
             t0 = time.perf_counter()
             try:
                 mod = tvm.transform.Sequential(passes, name=f"edgec_{name}")(mod)
@@ -155,7 +171,7 @@ def _run_stages(mod, tvm_target, stages, target: Target):
                     f"'{target.name}': {short_reason(exc)}"
                 ) from exc
             seconds[name] = time.perf_counter() - t0
-    return mod, relax_ops, seconds
+    return mod, relax_ops, seconds, entering_legalize
 
 
 def _tvm_target(target: Target) -> tvm.target.Target:

@@ -39,6 +39,7 @@ def import_onnx(proto: onnx.ModelProto, target_name: str) -> tvm.IRModule:
     else:
         proto = _copy(proto)  # nodes get names below; leave the caller's model alone
     _name_unnamed_nodes(proto.graph)
+    _widen_4bit_initializers(proto.graph)
     _check_static_inputs(proto.graph)
     unsupported = find_unsupported_nodes(proto.graph)
     if unsupported:
@@ -157,6 +158,29 @@ def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:
     for node in _all_nodes(graph):
         if not node.name:
             node.name = f"{node.op_type}->{node.output[0] if node.output else '?'}"
+
+
+# 4-bit integer types -> the 8-bit type that holds the same values.
+_WIDENED = {onnx.TensorProto.INT4: onnx.TensorProto.INT8, onnx.TensorProto.UINT4: onnx.TensorProto.UINT8}
+
+
+def _widen_4bit_initializers(graph: onnx.GraphProto) -> None:
+    """INT4/UINT4 initializers (int4 weights and their zero points) as INT8/UINT8.
+
+    The frontend copies an int4 array's unpacked bytes into a packed int4 tensor (a size
+    mismatch). The values are unchanged, and a DequantizeLinear's input and zero point widen
+    together, so the graph computes the same; the int8 lowering then runs int4 weights in
+    its int8 kernels.
+    """
+    for init in graph.initializer:
+        if init.data_type in _WIDENED:
+            array = onnx.numpy_helper.to_array(init)
+            wide = onnx.helper.tensor_dtype_to_np_dtype(_WIDENED[init.data_type])
+            init.CopyFrom(onnx.numpy_helper.from_array(array.astype(wide), init.name))
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        tensor_type = value.type.tensor_type
+        if tensor_type.elem_type in _WIDENED:
+            tensor_type.elem_type = _WIDENED[tensor_type.elem_type]
 
 
 def _check_static_inputs(graph: onnx.GraphProto) -> None:
