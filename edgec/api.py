@@ -29,6 +29,7 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     calib_limit: int | None = None,
     equalization: bool | None = None,
     bias_correction: bool | None = None,
+    accuracy_budget: float | None = None,
     io: str | None = None,
     verify: bool = True,
     samples: int = 4,
@@ -44,7 +45,9 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     `calibration`: an .npz/.npy path, an image folder, an array of stacked samples, any iterable
     of inputs (e.g. a DataLoader), or "random" for latency-only work. `equalization` and
     `bias_correction` override the target's accuracy tools; `io="int8"` gives the TFLite artifact
-    int8 inputs and outputs (their scales and zero points are in the report). Returns an Artifact whose .report is
+    int8 inputs and outputs (their scales and zero points are in the report). For int4 targets
+    `accuracy_budget` picks int4 layers greedily (least sensitive first) while top-1 agreement
+    with float drops by at most that many points (dB of SQNR for non-classifiers). Returns an Artifact whose .report is
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)
@@ -64,7 +67,8 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     import_s = time.perf_counter() - t
     request = QuantizeRequest(calibration=calibration, method=calib_method, percentile=calib_percentile,
                               preprocess=calib_preprocess, limit=calib_limit, qat=qat,
-                              equalization=equalization, bias_correction=bias_correction)
+                              equalization=equalization, bias_correction=bias_correction,
+                              accuracy_budget=accuracy_budget)
     return compile_imported(imported, tgt, out_dir, input_shapes=shapes, quantize=request,
                             formats=tuple(formats) if formats else None,
                             verify=verify, samples=samples, log=log, timings={"import_s": import_s})

@@ -42,6 +42,7 @@ def compile(  # noqa: A001
     calib_percentile: Optional[float] = typer.Option(None, "--calib-percentile", help="for --calib-method percentile, e.g. 99.99"),
     calib_preprocess: Optional[str] = typer.Option(None, "--calib-preprocess", help="for image folders: resize=N,mean=a:b:c,std=a:b:c,scale=255,gray"),
     calib_limit: Optional[int] = typer.Option(None, "--calib-limit", min=1, help="use at most N calibration samples"),
+    accuracy_budget: Optional[float] = typer.Option(None, "--accuracy-budget", help="int4 targets: allowed loss (top-1 agreement points, or dB SQNR) for choosing int4 layers"),
     io: Optional[str] = typer.Option(None, "--io", help="int8: the TFLite artifact takes and returns int8 tensors (integer targets)"),
     no_equalization: bool = typer.Option(False, "--no-equalization", help="skip cross-layer equalization (integer targets)"),
     no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="skip bias correction (integer targets)"),
@@ -61,7 +62,7 @@ def compile(  # noqa: A001
     with err.status("compiling") as status:
         art = edgec.compile(model, target=target, out_dir=out_dir, input_shapes=shapes, formats=fmt_list,
                             calibration=calib, calib_method=calib_method, calib_percentile=calib_percentile,
-                            calib_preprocess=calib_preprocess, calib_limit=calib_limit, io=io,
+                            calib_preprocess=calib_preprocess, calib_limit=calib_limit, io=io, accuracy_budget=accuracy_budget,
                             equalization=False if no_equalization else None,
                             bias_correction=False if no_bias_correction else None,
                             verify=not no_verify, samples=samples, allow_pickle=trust_pickle, name=name,
@@ -96,7 +97,7 @@ def _print_compile_summary(art) -> None:
     out.print(table)
     if "quantized_reference" in rep["verification"]:
         q = rep["verification"]["quantized_reference"]["vs_float"]
-        out.print(f"int8 reference (onnxruntime QDQ) vs float: SQNR {_fmt_float(q['sqnr_db'], '.1f')} dB, "
+        out.print(f"quantized reference (onnxruntime QDQ) vs float: SQNR {_fmt_float(q['sqnr_db'], '.1f')} dB, "
                   f"top-1 agreement {_fmt_float(q['top1_agreement'], '.3f')}")
         for fmt, v in ver.items():
             lsb = v.get("vs_qdq", {}).get("lsb_agreement")
@@ -268,6 +269,41 @@ def analyze(
     for path in (json_out, plot):
         if path is not None:
             out.print(f"wrote {path}")
+
+
+@app.command()
+def sensitivity(
+    model: str = typer.Argument(..., help="model.pt2 | model.onnx | zoo:NAME"),
+    calib: str = typer.Option(..., "--calib", help="calibration data: data.npz | data.npy | images/ | random"),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape"),
+    samples: int = typer.Option(32, "--samples", min=1, help="calibration samples the error is measured on"),
+    as_json: Optional[Path] = typer.Option(None, "--json", help="write the table as JSON here"),
+):
+    """Per weight layer: the output error when that layer alone gets int4 weights (others int8)."""
+    from edgec.frontends import load_model
+    from edgec.frontends.shapes import parse_input_shapes
+    from edgec.passes import fix_input_shapes, run_passes
+    from edgec.quantization.calibration import collect_statistics, load_calibration
+    from edgec.quantization.sensitivity import sensitivity as measure
+    from edgec.targets import get_target
+
+    shapes = parse_input_shapes(input_shape)
+    with err.status("measuring per-layer sensitivity") as status:
+        imported = load_model(model, input_shapes=shapes)
+        graph = fix_input_shapes(imported.model, shapes)
+        graph, _ = run_passes(graph, list(get_target("x86_64-int8").passes))
+        data = load_calibration(calib, graph)
+        stats = collect_statistics(graph, data)
+        base, rows = measure(graph, data, stats, samples,
+                             progress=lambda phase, done, total: status.update(f"{phase} {done}/{total}"))
+    table = Table("rank", "layer", "op", "params", "SQNR dB, this layer int4", "drop dB", "top-1 agree",
+                  title=f"all int8: SQNR {base['sqnr_db']:.1f} dB", title_justify="left")
+    for i, r in enumerate(rows, 1):
+        table.add_row(str(i), r.node, r.op, str(r.parameters), f"{r.sqnr_db:.1f}", f"{r.sqnr_drop_db:.1f}",
+                      _fmt_float(r.top1_agreement, ".3f"))
+    out.print(table)
+    if as_json:
+        as_json.write_text(json.dumps({"int8": base, "layers": [r.as_dict() for r in rows]}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ class QuantizeRequest:
     limit: int | None = None
     equalization: bool | None = None  # None: the target's default
     bias_correction: bool | None = None
+    accuracy_budget: float | None = None  # int4 targets: greedy mixed precision under this loss
     # A prepared model's edgec.training.qat.QATDeployment: its learned ranges replace calibration.
     qat: Any = None
 
@@ -141,7 +142,8 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     the output SQNR vs float with the tool and without it goes into the report."""
     from edgec.passes import get_pass
     from edgec.quantization import quantize_model
-    from edgec.quantization.calibration import load_calibration
+    from edgec.quantization.calibration import collect_statistics, load_calibration
+    from edgec.quantization.sensitivity import choose_int4_layers
 
     if request.qat is not None:
         return _quantize_with_qat_ranges(model, target, request, log)
@@ -150,7 +152,7 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     correct_bias = q.bias_correction if request.bias_correction is None else request.bias_correction
     data = load_calibration(request.calibration, model, preprocess=request.preprocess, limit=request.limit)
     method = request.method or q.method
-    options = dict(method=method, percentile=request.percentile or q.percentile, weight_bits=q.weight_bits)
+    options = dict(method=method, percentile=request.percentile or q.percentile, weight_bits=8)
     evaluation = data.samples[-4:]
 
     float_model, tools = model, {}
@@ -160,9 +162,18 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
         tools["cross_layer_equalization"] = {"enabled": True, "details": "; ".join(cle.details),
                                              "refusals": [r.as_dict() for r in cle.refusals]}
     log(f"calibrating on {len(data)} samples ({method})")
-    qdq, info = quantize_model(float_model, data, bias_correction=correct_bias,
-                               progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"), **options)
-    statistics = info.pop("statistics")
+    progress = lambda phase, done, total: log(f"{phase}: {done}/{total}")  # noqa: E731
+    statistics = collect_statistics(float_model, data, method=method, percentile=options["percentile"],
+                                    progress=progress)
+    mixed = None
+    if q.weight_bits == 4:
+        # W4A8: which layers get int4 weights (all but the ends, or greedily under a budget).
+        mixed = choose_int4_layers(float_model, data, statistics, request.accuracy_budget, progress=progress)
+        options["node_weight_bits"] = mixed["bits"]
+    qdq, info = quantize_model(float_model, data, bias_correction=correct_bias, statistics=statistics, **options)
+    info.pop("statistics")
+    if mixed is not None:
+        info["mixed_precision"] = mixed
     sqnr = _output_sqnr(model, qdq, evaluation)
     if correct_bias:
         without, _ = quantize_model(float_model, data, bias_correction=False, statistics=statistics, **options)
