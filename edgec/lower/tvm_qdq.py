@@ -22,8 +22,12 @@ int8 tensor when their input and output share quantization parameters, which the
 ensures.
 
 Everything else between a dequantize and a quantize (add, mul, sigmoid, softmax, layer norm,
-average pooling, ...) stays float, and its quantize becomes a round-half-to-even kernel
-(tvm_qdq_kernels.py says why). `integer_summary` counts what is integer and what is float.
+average pooling, ...) stays float: TVM's FuseOps makes each such island one elementwise kernel
+from int8 to int8. `integer_summary` counts what is integer and what is float.
+
+Rounding is half to even throughout, as in ONNX QuantizeLinear and so in onnxruntime's QDQ
+reference: the requantize kernel uses nearbyint, and TVM 0.27 lowers relax.quantize's tir
+`round` to nearbyint as well (llvm.nearbyint on CPUs, nearbyintf on CUDA).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.lower.tvm_qdq_kernels import fold_bias, quantize_half_even, quantized_bound, requantize
+from edgec.lower.tvm_qdq_kernels import fold_bias, quantized_bound, requantize
 
 _INTEGER_DTYPES = ("int8",)  # activations and weights (int4 weights are stored as int8 values)
 _FLOAT_DTYPES = ("float32",)
@@ -51,7 +55,7 @@ _BIAS_SCALE_RTOL = 1e-6
 
 
 def legalize_qdq() -> tvm.transform.Pass:
-    """The Relax pass: integer conv2d/matmul for QDQ patterns, half-even quantize elsewhere."""
+    """The Relax pass: integer compute for QDQ patterns (see the module docstring)."""
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.LegalizeQDQ")
     def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -75,13 +79,11 @@ def integer_summary(mod: tvm.IRModule) -> dict:
     def visit(expr):
         if not isinstance(expr, relax.Call):
             return
-        if _is_op(expr, "relax.call_tir"):
-            summary["quantize"] += _called_prim_func(expr) == "quantize"
-        elif isinstance(expr.op, tvm.ir.Op):
+        if isinstance(expr.op, tvm.ir.Op):
             name = expr.op.name
-            if name == "relax.dequantize":
-                summary["dequantize"] += 1
-            elif name in ("relax.nn.conv2d", "relax.matmul") and _is_integer_compute(expr):
+            if name in ("relax.dequantize", "relax.quantize"):
+                summary[name.split(".")[-1]] += 1
+            elif name in ("relax.nn.conv2d", "relax.matmul") and _is_int8_product(expr):
                 summary["integer_convs" if name == "relax.nn.conv2d" else "integer_matmuls"] += 1
             elif _dtype(expr) in _FLOAT_DTYPES:
                 summary["float_ops"][name] = summary["float_ops"].get(name, 0) + 1
@@ -147,9 +149,7 @@ class _QDQRewriter(PyExprMutator):
             integer = rewrite(call.args[0], out)
             if integer is not None:
                 return integer
-        return self.builder_.call_te(
-            quantize_half_even, call.args[0], scale=out.scale, zero_point=out.zero_point,
-            qmin=out.qmin, qmax=out.qmax, out_dtype=out.dtype, primfunc_name_hint="quantize")
+        return call  # a float island's border: TVM's quantize already rounds half to even
 
     # -- matching, from the quantize back to the product ------------------------------------
     def _integer_compute(self, value: relax.Expr, out: _Output) -> relax.Expr | None:
@@ -248,7 +248,7 @@ class _QDQRewriter(PyExprMutator):
         if w is not None:
             return self._matmul_weight(a, w, bias, lo, hi, out, rank=len(_static_shape(matmul)))
         b = self._activation(matmul.args[1])
-        if b is not None and bias is None:
+        if b is not None and bias is None and min(len(_static_shape(e) or ()) for e in (a.data, b.data)) >= 2:
             return self._matmul_activations(a, b, lo, hi, out)
         return None
 
@@ -315,7 +315,7 @@ class _QDQRewriter(PyExprMutator):
         if node is None or not isinstance(node.op, tvm.ir.Op) or node.op.name not in _DATA_MOVEMENT_OPS:
             return None
         if node.op.name == "relax.concat":
-            parts = node.args[0]
+            parts = self.lookup_binding(node.args[0]) if isinstance(node.args[0], relax.Var) else node.args[0]
             if not isinstance(parts, relax.Tuple):
                 return None
             operands = [self._activation(p) for p in parts.fields]
@@ -458,14 +458,8 @@ def _prim_float(expr) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _is_integer_compute(call: relax.Call) -> bool:
+def _is_int8_product(call: relax.Call) -> bool:
     return all(_dtype(a) in _INTEGER_DTYPES for a in call.args[:2]) and _dtype(call) == "int32"
-
-
-def _called_prim_func(call: relax.Call) -> str | None:
-    if _is_op(call, "relax.call_tir") and isinstance(call.args[0], tvm.ir.GlobalVar):
-        return call.args[0].name_hint.rstrip("0123456789_")
-    return None
 
 
 def _int32(value: int) -> relax.Expr:
@@ -476,17 +470,13 @@ def _is_op(expr, name: str) -> bool:
     return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
 
 
-def _type(expr):
-    return getattr(expr, "ty", None) or getattr(expr, "struct_info", None)
-
-
 def _dtype(expr) -> str | None:
-    dtype = getattr(_type(expr), "dtype", None)
+    dtype = getattr(getattr(expr, "ty", None), "dtype", None)
     return str(dtype) if dtype is not None else None
 
 
 def _static_shape(expr) -> tuple[int, ...] | None:
-    shape = getattr(_type(expr), "shape", None)
+    shape = getattr(getattr(expr, "ty", None), "shape", None)
     values = getattr(shape, "values", None)
     if values is None or not all(isinstance(d, tvm.tirx.IntImm) for d in values):
         return None
