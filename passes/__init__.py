@@ -22,6 +22,7 @@ from edgec.passes.fold_batchnorm import FoldBatchNorm
 from edgec.passes.fold_conv_pairs import FoldConvPairs
 from edgec.passes.remove_identity import RemoveIdentity
 from edgec.passes.shape_inference import ShapeInference
+from edgec.passes.trivial_reductions import RemoveTrivialReductions
 
 __all__ = [
     "PASSES",
@@ -34,7 +35,8 @@ __all__ = [
 
 PASSES: dict[str, type[EdgecPass]] = {
     cls.name: cls for cls in (ConstantFolding, RemoveIdentity, FoldBatchNorm, ShapeInference,
-                               CrossLayerEqualization, FoldActivations, FoldConvPairs)
+                               CrossLayerEqualization, FoldActivations, FoldConvPairs,
+                               RemoveTrivialReductions)
 }
 
 
