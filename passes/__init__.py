@@ -21,6 +21,7 @@ from edgec.passes.fold_activations import FoldActivations
 from edgec.passes.fold_batchnorm import FoldBatchNorm
 from edgec.passes.fold_conv_pairs import FoldConvPairs
 from edgec.passes.remove_identity import RemoveIdentity
+from edgec.passes.prune import MagnitudePrune
 from edgec.passes.shape_inference import ShapeInference
 from edgec.passes.trivial_reductions import RemoveTrivialReductions
 
@@ -36,7 +37,7 @@ __all__ = [
 PASSES: dict[str, type[EdgecPass]] = {
     cls.name: cls for cls in (ConstantFolding, RemoveIdentity, FoldBatchNorm, ShapeInference,
                                CrossLayerEqualization, FoldActivations, FoldConvPairs,
-                               RemoveTrivialReductions)
+                               RemoveTrivialReductions, MagnitudePrune)
 }
 
 

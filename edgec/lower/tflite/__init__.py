@@ -6,6 +6,7 @@
     find fused patterns   -> e.g. the erf form of GELU becomes one GELU
     visit nodes in order  -> TFLite ops in NHWC; layout changes only where an op needs one
     bind graph outputs    -> same names, shapes (NCHW) and order as the ONNX graph
+    sparse weights        -> sparse targets: pruned 1x1 conv / FC weights compressed + DENSIFY (sparse.py)
     serialize, write      -> report dict (op counts, tensors, bytes, layout transposes)
 
 The artifact keeps the ONNX graph's signature, so it is verified against onnxruntime on the
@@ -44,6 +45,7 @@ from edgec.lower.tflite.integer_plan import plan_integer_nodes
 from edgec.lower.tflite.patterns import Fusion, find_fusions
 from edgec.lower.tflite.qdq import QuantizedGraph, has_qdq, read_qdq
 from edgec.lower.tflite.registry import VISITORS, check_node, check_signature_value
+from edgec.lower.tflite.sparse import sparsify_weights
 from edgec.targets import Target
 
 __all__ = ["lower_tflite", "unsupported_nodes", "build_flatbuffer", "IO_MODES"]
@@ -63,10 +65,15 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
     if io not in IO_MODES:
         raise EdgecError(f"io='{io}'; expected one of {', '.join(IO_MODES)}")
     quant = read_qdq(model) if has_qdq(model) else None
+    sparse = bool(target.options.get("sparse", False))
+    if sparse and quant is not None:
+        raise EdgecError(f"target '{target.name}' is sparse, but the model is quantized: XNNPACK's sparse "
+                         "kernels are fp32 (fp16 on ARM) only; compile the float model")
     problems = unsupported_nodes(quant.model if quant else model)
     if problems:
         raise UnsupportedOpsError(target.name, "tflite", problems)
-    data, ctx, fusions = build_flatbuffer(model, description=f"edgec {target.name}", io=io, quant=quant)
+    data, ctx, fusions = build_flatbuffer(model, description=f"edgec {target.name}", io=io, quant=quant,
+                                          sparse=sparse)
     atomic_write_bytes(out_path, data)
     graph = ctx.graph
     report = {
@@ -88,7 +95,18 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
     }
     if quant is not None:
         report["quantized"] = _quantized_summary(ctx, io)
+    if sparse:
+        report["sparse"] = _sparse_summary(model, ctx)
     return report
+
+
+def _sparse_summary(model: ir.Model, ctx: LoweringContext) -> dict:
+    """The weights stored sparse, and whether XNNPACK should run the model with its sparse
+    kernels (predicted from the IR; the reasons when not)."""
+    from edgec.sparse_report import analyze
+
+    verdict = analyze(model)
+    return {"encoded_weights": ctx.sparse_weights, "summary": verdict.summary(), **verdict.as_dict()}
 
 
 def _signature_entry(graph: TFLiteGraph, tensor: int) -> dict:
@@ -143,13 +161,16 @@ def unsupported_nodes(model: ir.Model | ir.Graph) -> list[tuple[str, str, str]]:
 
 
 def build_flatbuffer(model: ir.Model, description: str = "edgec", io: str = "float",
-                     quant: QuantizedGraph | None = None) -> tuple[bytes, LoweringContext, list[Fusion]]:
+                     quant: QuantizedGraph | None = None, sparse: bool = False
+                     ) -> tuple[bytes, LoweringContext, list[Fusion]]:
     """The flatbuffer bytes for a model that passed `unsupported_nodes` (`quant`: the model's
-    QDQ form already read, else it is read here when the model has one)."""
+    QDQ form already read, else it is read here when the model has one). `sparse`: shape the
+    graph for XNNPACK's sparse kernels and store pruned weights compressed (float only)."""
     if quant is None and has_qdq(model):
         quant = read_qdq(model)
     graph = quant.model.graph if quant else model.graph
     ctx = LoweringContext(TFLiteGraph(description), quant)
+    ctx.sparse = sparse
     ctx.plan = plan_integer_nodes(graph, quant) if quant else None
     for value in graph.inputs:
         ctx.graph.inputs.append(_bind_input(ctx, value, io))
@@ -173,6 +194,7 @@ def build_flatbuffer(model: ir.Model, description: str = "edgec", io: str = "flo
     ctx.integer = True  # outputs leave in int8 layouts; DEQUANTIZE comes last
     for value in graph.outputs:
         ctx.graph.outputs.append(_bind_output(ctx, value, io))
+    ctx.sparse_weights = sparsify_weights(ctx.graph) if sparse else []
     return ctx.graph.serialize(), ctx, fusions
 
 

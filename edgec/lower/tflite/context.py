@@ -59,6 +59,9 @@ class LoweringContext:
         self.plan: IntegerPlan | None = None
         self.integer = False
         self._pending_quantize: list[tuple[int, int]] = []  # (float tensor, int8 tensor)
+        # Sparse targets: shape the graph for XNNPACK's NCHW sparse kernels (see sparse.py).
+        self.sparse = False
+        self.sparse_weights: list[dict] = []  # one report entry per weight stored compressed
 
     # -- ONNX-side facts -------------------------------------------------------------------
 

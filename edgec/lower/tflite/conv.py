@@ -68,6 +68,11 @@ def lower_conv(node: ir.Node, ctx: LoweringContext) -> None:
     out_hw = ctx.shape(node.outputs[0])[2:]
     win = padding.window(node, (in_h, in_w), w.shape[2:], out_hw)
     pad_mode, explicit = padding.choose(win, (in_h, in_w))
+    if ctx.sparse and max(win.strides) > 1 and not padding.is_unpadded(win, (in_h, in_w)):
+        # XNNPACK's NCHW (sparse) kernels take a strided conv only with explicit padding of
+        # k//2 on every side. SAME is refused, and the trimmed PAD above drops the end rows no
+        # window reads (0 instead of 1 on even inputs); pad as ONNX says, XNNPACK folds it in.
+        pad_mode, explicit = schema.Padding.VALID, padding.onnx_pads(win)
 
     src = ctx.tensor(x, NHWC)
     if explicit:

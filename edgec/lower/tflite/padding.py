@@ -112,6 +112,12 @@ def explicit_pads(win: Window, in_hw: Sequence[int]) -> list[tuple[int, int]]:
     ]
 
 
+def onnx_pads(win: Window) -> list[tuple[int, int]]:
+    """ONNX's own (before, after) pads, rows no window reads included: a VALID op on the
+    padded input computes the same outputs (the extra rows and columns are never read)."""
+    return [(win.begin[i], win.end[i]) for i in range(2)]
+
+
 def choose(win: Window, in_hw: Sequence[int]) -> tuple[int, list[tuple[int, int]] | None]:
     """(TFLite Padding, explicit NHWC spatial pads to apply first or None)."""
     if is_unpadded(win, in_hw):
