@@ -121,12 +121,21 @@ def bench_mobilenet_224(work: Path, repeats: int) -> dict:
     int8 = edgec.compile(spec, target=TARGET, out_dir=work, formats=["tflite"], calibration="random",
                          calib_limit=16).paths["tflite"]
     rts = {"fp32": LiteRTRuntime(fp32), "int8": LiteRTRuntime(int8)}
-    x = np.random.default_rng(0).standard_normal(tuple(rts["fp32"].inputs[0].shape)).astype(np.float32)
+    shape = tuple(rts["fp32"].inputs[0].shape)
+    calib = work / "random_224.npz"
+    np.savez(calib, x=np.random.default_rng(1).standard_normal((16, *shape[1:])).astype(np.float32))
+    tf_int8 = _tf_int8(fp32, calib, work / "mobilenet_v2_224.tf_int8.tflite")
+    if tf_int8 is not None:
+        rts["tf_int8"] = LiteRTRuntime(tf_int8)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     s = _interleaved(rts, x, repeats)
-    ratio = median_ratio(s["fp32"], s["int8"], paired=True)
-    return {"fp32": summarize(s["fp32"]).to_json(), "int8": summarize(s["int8"]).to_json(),
-            "speedup_fp32_over_int8": {"ratio": ratio.ratio, "ci": list(ratio.ci)},
-            "sizes": {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}}
+    result = {k: summarize(v).to_json() for k, v in s.items()}
+    for key in ("int8", "tf_int8"):
+        if key in s:
+            ratio = median_ratio(s["fp32"], s[key], paired=True)
+            result[f"speedup_fp32_over_{key}"] = {"ratio": ratio.ratio, "ci": list(ratio.ci)}
+    result["sizes"] = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
+    return result
 
 
 def _table(result: dict) -> str:
@@ -142,10 +151,12 @@ def _table(result: dict) -> str:
                          f"{r['size_bytes'] / 1024:.0f} KiB |")
     mb = result.get("mobilenet_v2_224")
     if mb:
-        sp = mb["speedup_fp32_over_int8"]
-        lines.append(f"\nMobileNet v2 224x224 in LiteRT: fp32 {mb['fp32']['median_ms']:.2f} ms, "
-                     f"int8 {mb['int8']['median_ms']:.2f} ms, int8 speed-up {sp['ratio']:.2f}x "
-                     f"[{sp['ci'][0]:.2f}, {sp['ci'][1]:.2f}]")
+        lines.append(f"\nMobileNet v2 224x224 in LiteRT (random weights), fp32 {mb['fp32']['median_ms']:.2f} ms:")
+        for key, label in (("int8", "edgec int8"), ("tf_int8", "TFLite converter int8")):
+            if key in mb:
+                sp = mb[f"speedup_fp32_over_{key}"]
+                lines.append(f"  {label} {mb[key]['median_ms']:.2f} ms, speed-up {sp['ratio']:.2f}x "
+                             f"[{sp['ci'][0]:.2f}, {sp['ci'][1]:.2f}]")
     return "\n".join(lines)
 
 
