@@ -30,8 +30,9 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 # Debian's chromium for the browser device).
 $(SYSDEPS_STAMP): scripts/install-system-deps.sh scripts/setup-qemu-arm64.sh scripts/setup-wasm.sh runtimes/js/package.json | $(VENV)/bin/python
 	bash scripts/install-system-deps.sh
-	bash scripts/setup-qemu-arm64.sh
-	bash scripts/setup-wasm.sh --browser
+	@# The emulated and wasm devices are optional: without them their tests skip, naming the script.
+	bash scripts/setup-qemu-arm64.sh || echo "warning: qemu-arm64 device not set up; its tests will skip"
+	bash scripts/setup-wasm.sh --browser || echo "warning: wasm devices not set up; their tests will skip"
 	touch $@
 
 sysdeps: $(SYSDEPS_STAMP)
