@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import operator
 from typing import Any, Sequence
 
 import numpy as np
 import onnx_ir as ir
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
 from edgec.errors import EdgecError
@@ -111,6 +113,7 @@ def prepare(model: nn.Module, target: str = "arm64-int8", example_inputs: Sequen
     except Exception as exc:  # torch.fx raises many kinds; the user needs the first line
         raise EdgecError(f"QAT traces the model with torch.fx, which failed: {str(exc).splitlines()[0]}; "
                          "make forward free of data-dependent Python control flow") from None
+    _decompose_like_the_exporter(traced)
     probes = [[torch.randn(t.shape, generator=torch.Generator().manual_seed(100 * seed + i)).to(t.dtype)
                if t.is_floating_point() else t for i, t in enumerate(inputs)] for seed in (1, 2)]
     matches = match_values(graph_model, plan, traced, probes)
@@ -127,6 +130,25 @@ def _export(module: nn.Module, inputs: tuple, target) -> ir.Model:
     model = fix_input_shapes(export_module(module, inputs, f"QAT model {type(module).__name__}"), {})
     model, _ = run_passes(model, list(target.passes))
     return model
+
+
+def _decompose_like_the_exporter(traced: fx.GraphModule) -> None:
+    """Split torch ops that the exported graph computes in several quantized steps, so each step
+    has a torch value to quantize: SiLU is Sigmoid (fixed output parameters) then Mul in ONNX."""
+    graph = traced.graph
+    for node in list(graph.nodes):
+        is_silu = (node.op == "call_module" and isinstance(traced.get_submodule(node.target), nn.SiLU)) or \
+                  (node.op == "call_function" and node.target is F.silu)
+        if not is_silu:
+            continue
+        x = node.args[0]
+        with graph.inserting_before(node):
+            gate = graph.call_function(torch.sigmoid, (x,))
+            product = graph.call_function(operator.mul, (x, gate))
+        node.replace_all_uses_with(product)
+        graph.erase_node(node)
+    graph.lint()
+    traced.recompile()
 
 
 def _rewrite(traced: fx.GraphModule, plan: QuantizationPlan, matches: dict[str, fx.Node], bits: int,

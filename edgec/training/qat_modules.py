@@ -133,7 +133,7 @@ class QuantizedLayer(nn.Module):
     def _channel_shape(self, y: torch.Tensor) -> tuple[int, ...]:
         """Broadcast shape of a per-output-channel vector against the layer output."""
         if isinstance(self.layer, nn.Linear):
-            return (-1,) if y.dim() <= 2 else (-1,) + (1,) * (y.dim() - 2)
+            return (-1,)  # channels last
         return (-1,) + (1,) * (y.dim() - 2)
 
     def _quantized_bias(self, bias: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -146,9 +146,13 @@ class QuantizedLayer(nn.Module):
         if self.bn is None:
             return weight, bias
         gamma_over_std = self._gamma_over_std()
-        weight = weight * gamma_over_std.reshape((-1,) + (1,) * (weight.dim() - 1))
+        weight = self._scaled_weight(gamma_over_std)
         bias = bias if bias is not None else torch.zeros_like(self.bn.running_mean)
         return weight, (bias - self.bn.running_mean) * gamma_over_std + self.bn.bias
+
+    def _scaled_weight(self, gamma_over_std: torch.Tensor) -> torch.Tensor:
+        weight = self.layer.weight
+        return weight * gamma_over_std.reshape((-1,) + (1,) * (weight.dim() - 1))
 
     def _gamma_over_std(self) -> torch.Tensor:
         bn = self.bn
@@ -169,8 +173,7 @@ class QuantizedLayer(nn.Module):
     def _forward_batch_statistics(self, x: torch.Tensor) -> torch.Tensor:
         bn = self.bn
         gamma_over_std = self._gamma_over_std()
-        weight = self.layer.weight * gamma_over_std.reshape((-1,) + (1,) * (self.layer.weight.dim() - 1))
-        weight_q, _ = fake_quantize_weight(weight, self.weight_bits)
+        weight_q, _ = fake_quantize_weight(self._scaled_weight(gamma_over_std), self.weight_bits)
         y = self._run(x, weight_q, None)
         shape = self._channel_shape(y)
         # gamma = 0 makes the channel constant; dividing by 1 there keeps it finite.
@@ -178,11 +181,8 @@ class QuantizedLayer(nn.Module):
         y = y / safe.reshape(shape)
         if self.layer.bias is not None:
             y = y + self.layer.bias.reshape(shape)
-        if bn.momentum is None:  # cumulative average, as nn.BatchNorm does
-            bn.num_batches_tracked.add_(1)
-            momentum = 1.0 / float(bn.num_batches_tracked)
-        else:
-            bn.num_batches_tracked.add_(1)
-            momentum = bn.momentum
+        bn.num_batches_tracked.add_(1)
+        # momentum None means a cumulative average, as in nn.BatchNorm.
+        momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
         return F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=True,
                             momentum=momentum, eps=bn.eps)
