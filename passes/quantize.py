@@ -146,6 +146,36 @@ class _UnionFind:
         self.parent[self.find(a)] = self.find(b)
 
 
+def parameter_groups(graph: ir.Graph, ints: set[ir.Node],
+                     tensors: list[str]) -> list[tuple[list[str], tuple[float, int] | None]]:
+    """Quantized tensors that must share one set of parameters (TFLite ties pooling, reshapes
+    and concatenation to their inputs), each group with its fixed (scale, zero point) if an
+    op prescribes one (LOGISTIC/SOFTMAX/TANH). QAT (edgec.training.qat_plan) shares this."""
+    wanted = set(tensors)
+    uf = _UnionFind()
+    fixed: dict[str, tuple[float, int]] = {}
+    for node in graph:
+        if node not in ints:
+            continue
+        if node.op_type in SAME_PARAMS_OPS:
+            ins = [node.inputs[i].name for i in _float_data_inputs(node) if node.inputs[i].name in wanted]
+            members = ins + [o.name for o in node.outputs if o.name in wanted]
+            for a, b in zip(members, members[1:]):
+                uf.union(a, b)
+        if node.op_type in FIXED_OUTPUT:
+            fixed[node.outputs[0].name] = FIXED_OUTPUT[node.op_type]
+    by_root: dict[str, list[str]] = {}
+    for name in tensors:
+        by_root.setdefault(uf.find(name), []).append(name)
+    groups = []
+    for members in by_root.values():
+        fixes = {fixed[m] for m in members if m in fixed}
+        if len(fixes) > 1:
+            raise PassError(f"tensors {members} must share parameters but have different fixed ones {fixes}")
+        groups.append((members, fixes.pop() if fixes else None))
+    return groups
+
+
 class QuantizeQDQ(ir.passes.InPlacePass):
     """Rewrites a float graph into its QDQ int8 form, given calibrated activation ranges."""
 
@@ -217,35 +247,16 @@ class QuantizeQDQ(ir.passes.InPlacePass):
 
     def _tensor_params(self, graph: ir.Graph, ints: set[ir.Node], tensors: list[str]) -> dict[str, QParams]:
         ranges = self.options.ranges
-        wanted = set(tensors)
         missing = [n for n in tensors if n not in ranges]
         if missing:
             raise PassError(
                 f"no calibrated range for {len(missing)} tensor(s), e.g. '{missing[0]}'; "
                 "calibrate the same graph that is quantized"
             )
-        uf = _UnionFind()
-        fixed: dict[str, tuple[float, int]] = {}
-        for node in graph:
-            if node not in ints:
-                continue
-            if node.op_type in SAME_PARAMS_OPS:
-                ins = [node.inputs[i].name for i in _float_data_inputs(node) if node.inputs[i].name in wanted]
-                members = ins + [o.name for o in node.outputs if o.name in wanted]
-                for a, b in zip(members, members[1:]):
-                    uf.union(a, b)
-            if node.op_type in FIXED_OUTPUT:
-                fixed[node.outputs[0].name] = FIXED_OUTPUT[node.op_type]
-        groups: dict[str, list[str]] = {}
-        for n in tensors:
-            groups.setdefault(uf.find(n), []).append(n)
         params = {}
-        for members in groups.values():
-            fixes = {fixed[m] for m in members if m in fixed}
-            if len(fixes) > 1:
-                raise PassError(f"tensors {members} must share parameters but have different fixed ones {fixes}")
-            if fixes:
-                p = fixed_qparams(*fixes.pop())
+        for members, fixed in parameter_groups(graph, ints, tensors):
+            if fixed is not None:
+                p = fixed_qparams(*fixed)
             else:
                 lo = min(ranges[m][0] for m in members)
                 hi = max(ranges[m][1] for m in members)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import onnx
@@ -204,7 +204,7 @@ def float_tensor_names(model: ir.Model) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _exposing_session(model: ir.Model, names: list[str]):
+def exposing_session(model: ir.Model, names: list[str]):
     import onnxruntime as ort
 
     proto = to_proto(model)
@@ -232,7 +232,7 @@ def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "min
     if method not in METHODS:
         raise CalibrationError(f"unknown --calib-method '{method}'; expected one of {', '.join(METHODS)}")
     names = float_tensor_names(model)
-    sess, out_names = _exposing_session(model, names)
+    sess, out_names = exposing_session(model, names)
     in_names = [i.name for i in sess.get_inputs()]
     observers = {n: TensorObserver() for n in names}
     phases = ["ranges", "histograms"] if needs_histogram(method) else ["ranges"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from edgec.quantization.calibration import _exposing_session
+from edgec.quantization.calibration import exposing_session
 from edgec.verify import sqnr_db
 
 
@@ -31,8 +31,8 @@ def _dq_sources(qdq: ir.Model) -> dict[str, str]:
 def layer_sqnr(float_model: ir.Model, qdq_model: ir.Model, samples: list[list[np.ndarray]],
                ranges: dict[str, tuple[float, float]] | None = None) -> list[dict]:
     pairs = _dq_sources(qdq_model)
-    fsess, fnames = _exposing_session(float_model, sorted(set(pairs.values())))
-    qsess, qnames = _exposing_session(qdq_model, sorted(pairs))
+    fsess, fnames = exposing_session(float_model, sorted(set(pairs.values())))
+    qsess, qnames = exposing_session(qdq_model, sorted(pairs))
     fin = [i.name for i in fsess.get_inputs()]
     qin = [i.name for i in qsess.get_inputs()]
     acc: dict[str, list] = {q: [[], []] for q in pairs}

@@ -20,22 +20,20 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 import torch
 import torch.fx as fx
 
-from edgec.errors import EdgecError
-from edgec.ir import const_array, node_label, to_proto
+from edgec.errors import EdgecError, PassError
+from edgec.ir import const_array, node_label
 from edgec.passes.quantize import (
-    FIXED_OUTPUT,
-    SAME_PARAMS_OPS,
     QuantizeOptions,
     QuantizeQDQ,
     _float_data_inputs,
-    _UnionFind,
     integer_nodes,
+    parameter_groups,
 )
+from edgec.quantization.calibration import exposing_session
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -65,28 +63,10 @@ def plan_quantization(model: ir.Model) -> QuantizationPlan:
     tensors = QuantizeQDQ(QuantizeOptions(ranges={}))._quantized_tensors(graph, ints, fused)
     wanted = set(tensors)
 
-    # Parameter sharing, as QuantizeQDQ._tensor_params decides it.
-    uf = _UnionFind()
-    fixed: dict[str, tuple[float, int]] = {}
-    for node in graph:
-        if node not in ints:
-            continue
-        if node.op_type in SAME_PARAMS_OPS:
-            ins = [node.inputs[i].name for i in _float_data_inputs(node) if node.inputs[i].name in wanted]
-            members = ins + [o.name for o in node.outputs if o.name in wanted]
-            for a, b in zip(members, members[1:]):
-                uf.union(a, b)
-        if node.op_type in FIXED_OUTPUT:
-            fixed[node.outputs[0].name] = FIXED_OUTPUT[node.op_type]
-    by_root: dict[str, list[str]] = {}
-    for name in tensors:
-        by_root.setdefault(uf.find(name), []).append(name)
-    groups = []
-    for members in by_root.values():
-        fixes = {fixed[m] for m in members if m in fixed}
-        if len(fixes) > 1:
-            raise EdgecError(f"tensors {members} must share quantization parameters but have different fixed ones")
-        groups.append((members, fixes.pop() if fixes else None))
+    try:
+        groups = parameter_groups(graph, ints, tensors)
+    except PassError as exc:
+        raise EdgecError(str(exc)) from None
 
     weight_nodes = []
     for node in graph:
@@ -109,19 +89,8 @@ def plan_quantization(model: ir.Model) -> QuantizationPlan:
 
 
 def _onnx_values(model: ir.Model, names: list[str], inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    proto = to_proto(model)
-    existing = {o.name for o in proto.graph.output}
-    for name in names:
-        if name not in existing:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess, outputs = exposing_session(model, names)
     feed = {i.name: x for i, x in zip(sess.get_inputs(), inputs)}
-    outputs = [o.name for o in sess.get_outputs()]
     return {n: v for n, v in zip(outputs, sess.run(None, feed)) if n in set(names)}
 
 
