@@ -29,6 +29,7 @@ from tvm import relax, s_tir, tirx
 from tvm.relax.dpl import is_op, wildcard
 from tvm.relax.transform import FusionPattern, PatternCheckContext
 from tvm.s_tir.schedule.schedule import ScheduleError
+from edgec.lower.tvm_qdq import static_shape
 
 # Module attribute FuseBlocks leaves for ScheduleFusedBlocks: {fused function name: block kind}.
 # FuseTIR names each fused PrimFunc after the Relax function it replaces.
@@ -121,17 +122,9 @@ def _intermediates_stay_inside(ctx: PatternCheckContext) -> bool:
     return True
 
 
-def _static_shape(expr) -> tuple[int, ...] | None:
-    shape = getattr(getattr(expr, "ty", None), "shape", None)
-    values = getattr(shape, "values", None)
-    if values is None or not all(isinstance(d, tvm.tirx.IntImm) for d in values):
-        return None
-    return tuple(int(d) for d in values)
-
-
 def _static(ctx: PatternCheckContext) -> bool:
     """Every conv's data and weight have static shapes (tiles are chosen at compile time)."""
-    return all(_static_shape(c.args[0]) is not None and _static_shape(c.args[1]) is not None
+    return all(static_shape(c.args[0]) is not None and static_shape(c.args[1]) is not None
                for c in ctx.annotated_expr.values())
 
 
@@ -148,7 +141,7 @@ def _check_mbconv(ctx: PatternCheckContext) -> bool:
     if "expand" in ann and not _is_pointwise(ann["expand"]):
         return False
     _, groups, _, _ = _conv_facts(ann["depthwise"])
-    channels = _static_shape(ann["depthwise"].args[0])[1]
+    channels = static_shape(ann["depthwise"].args[0])[1]
     return groups == channels and groups > 1 and _intermediates_stay_inside(ctx)
 
 

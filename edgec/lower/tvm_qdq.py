@@ -242,13 +242,13 @@ class _QDQRewriter(PyExprMutator):
         if _dtype(matmul) not in _FLOAT_DTYPES:
             return None
         a = self._activation(matmul.args[0])
-        if a is None or len(_static_shape(matmul) or ()) < 2:
+        if a is None or len(static_shape(matmul) or ()) < 2:
             return None
         w = self._constant_weight(matmul.args[1])
         if w is not None:
-            return self._matmul_weight(a, w, bias, lo, hi, out, rank=len(_static_shape(matmul)))
+            return self._matmul_weight(a, w, bias, lo, hi, out, rank=len(static_shape(matmul)))
         b = self._activation(matmul.args[1])
-        if b is not None and bias is None and min(len(_static_shape(e) or ()) for e in (a.data, b.data)) >= 2:
+        if b is not None and bias is None and min(len(static_shape(e) or ()) for e in (a.data, b.data)) >= 2:
             return self._matmul_activations(a, b, lo, hi, out)
         return None
 
@@ -276,14 +276,14 @@ class _QDQRewriter(PyExprMutator):
         if a.zero_point:
             col_sums = emit(relax.op.sum(relax.op.astype(b.data, "int32"), axis=[-2], keepdims=True))
             acc = emit(relax.op.subtract(acc, relax.op.multiply(col_sums, _int32(a.zero_point))))
-        depth = int(_static_shape(a.data)[-1])
+        depth = int(static_shape(a.data)[-1])
         constant = np.array([depth * a.zero_point * b.zero_point], np.int32)
         return self._requantize(acc, constant, np.array([a.scale * b.scale]), lo, hi, out, axis=0)
 
     def _mean(self, mean: relax.Call, lo: float, hi: float, out: _Output) -> relax.Expr | None:
         """Global average pooling: an int32 sum of (x - z_x), requantized with s_x / (n * s_y)."""
         x = self._activation(mean.args[0])
-        shape = _static_shape(mean.args[0])
+        shape = static_shape(mean.args[0])
         if x is None or shape is None or _dtype(mean) not in _FLOAT_DTYPES:
             return None
         axes = range(len(shape)) if mean.attrs.axis is None else [int(a) % len(shape) for a in mean.attrs.axis]
@@ -374,7 +374,7 @@ class _QDQRewriter(PyExprMutator):
         return _Weight(values, np.broadcast_to(scale, values.shape))
 
     def _constant_bias(self, expr: relax.Expr) -> _Bias | None:
-        shape = _static_shape(expr)
+        shape = static_shape(expr)
         node = self._producer(expr) if isinstance(expr, relax.Var) else expr
         while _is_op(node, "relax.reshape") or _is_op(node, "relax.expand_dims"):
             node = self._producer(node.args[0]) if isinstance(node.args[0], relax.Var) else node.args[0]
@@ -475,7 +475,7 @@ def _dtype(expr) -> str | None:
     return str(dtype) if dtype is not None else None
 
 
-def _static_shape(expr) -> tuple[int, ...] | None:
+def static_shape(expr) -> tuple[int, ...] | None:
     shape = getattr(getattr(expr, "ty", None), "shape", None)
     values = getattr(shape, "values", None)
     if values is None or not all(isinstance(d, tvm.tirx.IntImm) for d in values):
