@@ -174,16 +174,25 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     info.pop("statistics")
     if mixed is not None:
         info["mixed_precision"] = mixed
-    sqnr = _output_sqnr(model, qdq, evaluation)
+    # The float outputs every variant is scored against, computed once.
+    float_runtime = OnnxRuntime.from_ir(model, optimize=False)
+    float_outputs = [float_runtime.run(x) for x in evaluation]
+    names = [v.name for v in model.graph.outputs]
+
+    def output_sqnr(qdq_model: ir.Model) -> float:
+        rt = OnnxRuntime.from_ir(qdq_model, optimize=False)
+        return compare_outputs([rt.run(x) for x in evaluation], float_outputs, names)["sqnr_db"]
+
+    sqnr = output_sqnr(qdq)
     if correct_bias:
         without, _ = quantize_model(float_model, data, bias_correction=False, statistics=statistics, **options)
-        tools["bias_correction"] = {"enabled": True, "sqnr_db": sqnr, "sqnr_db_without": _output_sqnr(model, without, evaluation)}
+        tools["bias_correction"] = {"enabled": True, "sqnr_db": sqnr, "sqnr_db_without": output_sqnr(without)}
     else:
         tools["bias_correction"] = {"enabled": False}
     if equalize:
         log("measuring cross-layer equalization")
         without, _ = quantize_model(model, data, bias_correction=correct_bias, **options)
-        tools["cross_layer_equalization"].update(sqnr_db=sqnr, sqnr_db_without=_output_sqnr(model, without, evaluation))
+        tools["cross_layer_equalization"].update(sqnr_db=sqnr, sqnr_db_without=output_sqnr(without))
     else:
         tools["cross_layer_equalization"] = {"enabled": False}
     info["accuracy_tools"] = tools
@@ -226,13 +235,6 @@ def _quantize_with_qat_ranges(model: ir.Model, target: Target, request: Quantize
             "ranges": dict(qat.ranges),
             "accuracy_tools": {"bias_correction": off, "cross_layer_equalization": off}}
     return qdq, info, data
-
-
-def _output_sqnr(float_model: ir.Model, qdq_model: ir.Model, samples: list[list[np.ndarray]]) -> float:
-    ref = OnnxRuntime.from_ir(float_model, optimize=False)
-    qdq = OnnxRuntime.from_ir(qdq_model, optimize=False)
-    names = [v.name for v in float_model.graph.outputs]
-    return compare_outputs([qdq.run(x) for x in samples], [ref.run(x) for x in samples], names)["sqnr_db"]
 
 
 def _merge_layer_figures(quant_info: dict, rows: list[dict]) -> None:

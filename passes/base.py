@@ -96,6 +96,15 @@ def add_initializer(graph: ir.Graph, names: ValueNames, base: str, array: np.nda
     return value
 
 
+def sole_consumer(value: ir.Value) -> ir.Node | None:
+    """The one node reading `value`, when exactly one does and it is not a graph output:
+    the condition under which a rewrite may fold `value` away into its reader."""
+    if value.is_graph_output():
+        return None
+    users = {id(user): user for user, _ in value.uses()}
+    return next(iter(users.values())) if len(users) == 1 else None
+
+
 def drop_unused_initializers(graph: ir.Graph, candidates: Iterable[ir.Value | None]) -> int:
     """Remove those of `candidates` that are initializers nothing reads any more."""
     dropped = 0

@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.ir import const_array
-from edgec.passes.base import EdgecPass, ValueNames, add_initializer, drop_unused_initializers
+from edgec.passes.base import EdgecPass, ValueNames, add_initializer, drop_unused_initializers, sole_consumer
 
 HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu"}
 SWEEPS = 2  # chains (conv -> conv -> conv) converge in a couple of sweeps
@@ -69,27 +69,22 @@ class CrossLayerEqualization(EdgecPass):
         return True
 
     def _pairs(self, graph: ir.Graph) -> list[tuple[ir.Node, ir.Node]]:
-        outputs = set(graph.outputs)
         pairs = []
         for node in graph:
             if node.op_type not in ("Conv", "Gemm") or const_array(node.inputs[1]) is None:
                 continue
-            value = node.outputs[0]
-            users = [u for u, _ in value.uses()]
-            if value in outputs or len(users) != 1:
+            nxt = sole_consumer(node.outputs[0])
+            if nxt is None:
                 continue
-            nxt = users[0]
             if nxt.op_type in HOMOGENEOUS or nxt.op_type == "Clip":
                 if nxt.op_type == "Clip":
                     self.refuse(node, "followed by Clip (e.g. ReLU6), which is not scale-equivariant")
                     continue
                 if nxt.op_type == "PRelu" and const_array(nxt.inputs[1]) is None:
                     continue
-                act_out = nxt.outputs[0]
-                act_users = [u for u, _ in act_out.uses()]
-                if act_out in outputs or len(act_users) != 1:
+                nxt = sole_consumer(nxt.outputs[0])
+                if nxt is None:
                     continue
-                nxt = act_users[0]
             if nxt.op_type not in ("Conv", "Gemm") or const_array(nxt.inputs[1]) is None:
                 continue
             w1, w2 = const_array(node.inputs[1]), const_array(nxt.inputs[1])

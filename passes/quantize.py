@@ -28,6 +28,7 @@ import onnx_ir as ir
 
 from edgec.errors import PassError
 from edgec.ir import const_array, node_label
+from edgec.passes.base import sole_consumer
 from edgec.quantization.scheme import (
     QParams,
     activation_qparams,
@@ -218,17 +219,12 @@ class QuantizeQDQ(ir.passes.InPlacePass):
     @staticmethod
     def _fused_pairs(graph: ir.Graph, ints: set[ir.Node]) -> dict[ir.Node, ir.Node]:
         """producer -> its Relu/Clip consumer that TFLite fuses into the producer's kernel."""
-        outputs = set(graph.outputs)
         pairs = {}
         for node in graph:
             if node not in ints or node.op_type not in FUSING_PRODUCERS:
                 continue
-            out = node.outputs[0]
-            users = [u for u, _ in out.uses()]
-            if out in outputs or len(users) != 1:
-                continue
-            act = users[0]
-            if act in ints and is_fusable_activation(act):
+            act = sole_consumer(node.outputs[0])
+            if act is not None and act in ints and is_fusable_activation(act):
                 pairs[node] = act
         return pairs
 

@@ -62,9 +62,9 @@ class _Evaluator:
 
 
 def sensitivity(model: ir.Model, data: CalibrationSet, stats: Statistics, samples: int = 32,
-                progress=None) -> tuple[dict, list[LayerSensitivity]]:
+                progress=None, evaluator: _Evaluator | None = None) -> tuple[dict, list[LayerSensitivity]]:
     """The all-int8 baseline and every weight layer's figures, most sensitive first."""
-    ev = _Evaluator(model, data, stats, samples)
+    ev = evaluator or _Evaluator(model, data, stats, samples)
     base_sqnr, base_top1 = ev.score({})
     layers = weight_layers(model)
     rows = []
@@ -95,8 +95,8 @@ def choose_int4_layers(model: ir.Model, data: CalibrationSet, stats: Statistics,
     if budget is None:
         bits = {n: (8 if n in pinned else 4) for n in names}
         return {"bits": bits, "budget": None, "table": None, "int4_layers": sum(b == 4 for b in bits.values())}
-    base, table = sensitivity(model, data, stats, samples, progress)
     ev = _Evaluator(model, data, stats, samples)
+    base, table = sensitivity(model, data, stats, samples, progress, evaluator=ev)
     by_label = {node_label(n): n.name for n in layers}
     chosen: dict[str, int] = {}
     decisions = []
