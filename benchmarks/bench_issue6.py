@@ -39,8 +39,8 @@ from edgec.frontends.torch_module import export_module  # noqa: E402
 from edgec.ir import const_array, static_shape  # noqa: E402
 from edgec.lower.tflite import lower_tflite  # noqa: E402
 from edgec.lower.tvm import lower_tvm  # noqa: E402
-from edgec.lower.tvm_fusion import tile_fused_block  # noqa: E402
-from edgec.lower.tvm_layers import read_layers  # noqa: E402
+from edgec.lower.tvm.fusion import tile_fused_block  # noqa: E402
+from edgec.lower.tvm.layers import read_layers  # noqa: E402
 from edgec.passes import run_passes  # noqa: E402
 from edgec.runtimes.litert import LiteRTRuntime  # noqa: E402
 from edgec.runtimes.tvmrt import TVMRuntime  # noqa: E402

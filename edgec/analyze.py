@@ -4,13 +4,13 @@ Lavin (2024) writes latency as arithmetic complexity / computational efficiency 
 cheap layers (depthwise, 1x1) run far below the machine's peak because they are bound by
 memory traffic. This report measures both factors on a built artifact:
 
-    layer table (FLOPs, bytes per kernel; written by lower_tvm)   edgec/lower/tvm_layers.py
+    layer table (FLOPs, bytes per kernel; written by lower_tvm)   edgec/lower/tvm/layers.py
     + per-kernel time in the VM on this machine                   edgec/analyze_timing.py
     + the machine's measured peak FLOP/s and memory bandwidth     edgec/analyze_peak.py
     = efficiency (achieved / peak), arithmetic intensity, the roofline's bound for it, and the
       waterline: which kernels sit under the memory slope         (JSON, table, PNG)
 
-A fused block (edgec/lower/tvm_fusion.py) is one kernel, so it is one row with the FLOPs of
+A fused block (edgec/lower/tvm/fusion.py) is one kernel, so it is one row with the FLOPs of
 all its layers.
 """
 
@@ -35,7 +35,7 @@ def analyze(artifact: str | Path, device: str = "host", *, warmup: int = 3, repe
             json_path: str | Path | None = None, plot_path: str | Path | None = None,
             peak: MachinePeak | None = None) -> dict:
     """Measure `artifact` (a TVM .so from edgec) on `device`; return the report (see module doc)."""
-    from edgec.lower.tvm_layers import layers_path, read_layers
+    from edgec.lower.tvm.layers import layers_path, read_layers
 
     path = Path(artifact)
     if device not in DEVICES:

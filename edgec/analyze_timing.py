@@ -2,7 +2,7 @@
 
 The VM calls an instrument before and after every call instruction; timing between the two
 gives each kernel's time, in execution order, which is the order of the layer table that
-lower_tvm wrote (edgec/lower/tvm_layers.py). The instrument costs a few microseconds a call
+lower_tvm wrote (edgec/lower/tvm/layers.py). The instrument costs a few microseconds a call
 (a Python callback each side), so the whole model is also timed without it: the report
 gives both, and the per-kernel sum says how much the instrument added.
 
@@ -19,7 +19,7 @@ import tvm
 from tvm import relax
 
 from edgec.errors import EdgecError
-from edgec.lower.tvm_signature import read_signature
+from edgec.lower.tvm.signature import read_signature
 from edgec.runtimes.tvmrt import TVMRuntime
 
 

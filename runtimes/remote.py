@@ -115,7 +115,7 @@ def artifact_signature(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
         return [spec(d) for d in interp.get_input_details()], [spec(d) for d in interp.get_output_details()]
     if path.suffix == ".so":
-        from edgec.lower.tvm_signature import read_signature
+        from edgec.lower.tvm.signature import read_signature
 
         sig = read_signature(path)
         return list(sig.inputs), list(sig.outputs)

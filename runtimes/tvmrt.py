@@ -1,7 +1,7 @@
 """Apache TVM: run and time a Relax VM shared library written by edgec.lower.tvm.
 
 The library's signature comes from its sidecar `<library>.json` (see
-edgec/lower/tvm_signature.py). Inputs become TVM tensors in `set_inputs` and are bound to the
+edgec/lower/tvm/signature.py). Inputs become TVM tensors in `set_inputs` and are bound to the
 VM with `set_input`, so the timed `invoke` is only the VM running `main` (`invoke_stateful`).
 """
 
@@ -17,7 +17,7 @@ import tvm
 from tvm import relax
 
 from edgec.errors import EdgecError, ModelLoadError
-from edgec.lower.tvm_signature import read_signature
+from edgec.lower.tvm.signature import read_signature
 from edgec.runtimes.base import Runtime, TensorSpec, artifact_path
 from edgec.targets import host_arch
 

@@ -7,8 +7,8 @@ from torch import nn
 
 from edgec.frontends.torch_module import export_module
 from edgec.lower.tvm import lower_tvm
-from edgec.lower.tvm_fusion import choose_tile
-from edgec.lower.tvm_layers import read_layers
+from edgec.lower.tvm.fusion import choose_tile
+from edgec.lower.tvm.layers import read_layers
 from edgec.passes import run_passes
 from edgec.runtimes.tvmrt import TVMRuntime
 from edgec.targets import get_target

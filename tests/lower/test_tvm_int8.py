@@ -1,4 +1,4 @@
-"""TVM int8 lowering of QDQ graphs (edgec/lower/tvm_qdq.py): integer compute, checked two ways.
+"""TVM int8 lowering of QDQ graphs (edgec/lower/tvm/qdq.py): integer compute, checked two ways.
 
 Structure: the Relax module after the rewrite must hold conv2d/matmul on int8 operands with
 int32 results and no float conv/matmul. Numerics: the compiled library must agree with
@@ -26,10 +26,10 @@ from tvm import relax, te
 
 from edgec.ir import OPSET, from_proto, to_proto
 from edgec.lower.tvm import lower_tvm
-from edgec.lower.tvm_import import import_onnx
-from edgec.lower.tvm_qdq import integer_summary, legalize_qdq
-from edgec.lower.tvm_qdq_kernels import fold_bias, quantized_bound, requantize
-from edgec.lower.tvm_signature import read_signature
+from edgec.lower.tvm.importer import import_onnx
+from edgec.lower.tvm.qdq import integer_summary, legalize_qdq
+from edgec.lower.tvm.qdq_kernels import fold_bias, quantized_bound, requantize
+from edgec.lower.tvm.signature import read_signature
 from edgec.quantization import quantize_model
 from edgec.runtimes.onnxrt import OnnxRuntime
 from edgec.runtimes.qemu import QemuRuntime, qemu_status

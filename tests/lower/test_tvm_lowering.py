@@ -17,7 +17,7 @@ from tvm.relax.frontend.onnx import onnx_frontend
 from edgec.errors import EdgecError, InputShapeError, ModelLoadError, UnsupportedOpsError
 from edgec.ir import OPSET, from_proto
 from edgec.lower.tvm import RELAX_STAGES, lower_tvm
-from edgec.lower.tvm_signature import read_signature, signature_path
+from edgec.lower.tvm.signature import read_signature, signature_path
 from edgec.runtimes.onnxrt import OnnxRuntime
 from edgec.runtimes.tvmrt import TVMRuntime
 from edgec.targets import get_target

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgec.errors import EdgecError, InputShapeError, ModelLoadError
 from edgec.ir import OPSET, from_proto
 from edgec.lower.tvm import lower_tvm
-from edgec.lower.tvm_signature import signature_path
+from edgec.lower.tvm.signature import signature_path
 from edgec.runtimes.base import Timing
 from edgec.runtimes.onnxrt import OnnxRuntime
 from edgec.runtimes.tvmrt import TVMRuntime, elf_architecture

@@ -1,4 +1,4 @@
-"""The requantize kernel (TE) and compile-time arithmetic for the TVM int8 lowering (tvm_qdq.py).
+"""The requantize kernel (TE) and compile-time arithmetic for the TVM int8 lowering (qdq.py).
 
 Rounding is half to even (`nearbyint`), as ONNX QuantizeLinear and so onnxruntime's QDQ
 reference round.

@@ -7,7 +7,7 @@ call of `main`, in execution order (the order the VM runs them, which is how
 
   symbol          the PrimFunc called
   kind            'op' (TVM's own fusion of one op and its elementwise tail) or the fused block
-                  kind (edgec/lower/tvm_fusion.py), e.g. 'convfirst_block_residual'
+                  kind (fusion.py), e.g. 'convfirst_block_residual'
   flops           arithmetic of the call (multiply and add count one each); for a tiled block,
                   counted before tiling, so halo recomputation is not credited as useful work
   bytes           compulsory traffic: every argument (inputs, weights, output) moved once
@@ -30,7 +30,8 @@ import tvm
 from tvm import relax, s_tir, tirx
 
 from edgec.fsutil import atomic_write_text
-from edgec.lower.tvm_fusion import FLOPS_ATTR, KIND_ATTR
+from edgec.lower.tvm.calls import kernel_calls
+from edgec.lower.tvm.fusion import FLOPS_ATTR, KIND_ATTR
 
 SIDECAR_SUFFIX = ".layers.json"
 
@@ -43,20 +44,6 @@ _COMPACT = (s_tir.transform.CanonicalizeLoop, s_tir.transform.LowerInitBlock,
 def layers_path(library: str | Path) -> Path:
     library = Path(library)
     return library.with_name(library.name + SIDECAR_SUFFIX)
-
-
-def kernel_calls(mod: tvm.IRModule) -> list[tuple[str, relax.Call]]:
-    """(PrimFunc name, call) for every kernel call in `main`, in execution order."""
-    main = mod["main"]
-    calls = []
-    body = main.body
-    for block in getattr(body, "blocks", []):
-        for binding in block.bindings:
-            value = binding.value
-            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar):
-                if isinstance(mod[value.op], tirx.PrimFunc):
-                    calls.append((value.op.name_hint, value))
-    return calls
 
 
 def layer_table(mod: tvm.IRModule) -> list[dict]:

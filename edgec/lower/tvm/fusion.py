@@ -29,7 +29,9 @@ from tvm import relax, s_tir, tirx
 from tvm.relax.dpl import is_op, wildcard
 from tvm.relax.transform import FusionPattern, PatternCheckContext
 from tvm.s_tir.schedule.schedule import ScheduleError
-from edgec.lower.tvm_qdq import static_shape
+
+from edgec.lower.tvm.calls import kernel_calls
+from edgec.lower.tvm.qdq import static_shape
 
 # Module attribute FuseBlocks leaves for ScheduleFusedBlocks: {fused function name: block kind}.
 # FuseTIR names each fused PrimFunc after the Relax function it replaces.
@@ -314,7 +316,6 @@ def prim_func_count(mod: tvm.IRModule) -> int:
 def describe(mod: tvm.IRModule) -> dict:
     """Facts for the compile report: how many block calls run fused, and of which kinds
     (identical blocks share one PrimFunc, so calls are counted, not functions)."""
-    from edgec.lower.tvm_layers import kernel_calls  # it imports this module's attribute names
 
     blocks = fused_blocks(mod)
     kinds: dict[str, int] = {}

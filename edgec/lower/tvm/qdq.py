@@ -39,7 +39,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from edgec.lower.tvm_qdq_kernels import fold_bias, quantized_bound, requantize
+from edgec.lower.tvm.qdq_kernels import fold_bias, quantized_bound, requantize
 
 _INTEGER_DTYPES = ("int8",)  # activations and weights (int4 weights are stored as int8 values)
 _FLOAT_DTYPES = ("float32",)
