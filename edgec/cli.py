@@ -48,7 +48,7 @@ def compile(  # noqa: A001
     no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="skip bias correction (integer targets)"),
     no_verify: bool = typer.Option(False, "--no-verify", help="skip running the artifacts against the float reference"),
     samples: int = typer.Option(4, "--samples", min=1, help="sample inputs used for verification"),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full-module .pt (runs code from the file)"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full-module .pt, or the pickled parts of a .pt2 (runs code from the file)"),
     name: Optional[str] = typer.Option(None, "--name", help="artifact file stem (default: the model's name)"),
     devices: Optional[Path] = DevicesOpt,
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of a summary"),

@@ -70,7 +70,7 @@ def _from_path(path: Path, example_inputs, shapes: InputShapes, allow_pickle: bo
     if suffix in (".pt2", ".pt", ".pth", ".ptl"):
         kind = torch_file.file_kind(path)
         if kind == "exported-program":
-            program = torch_file.load_exported_program(path)
+            program = torch_file.load_exported_program(path, allow_pickle)
             return _from_exported_program(program, stem, str(path), shapes)
         if kind == "torchscript":
             module = torch_file.load_torchscript(path)

@@ -6,6 +6,9 @@ caller opts in explicitly (`--trust-pickle` / `allow_pickle=True`).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -40,11 +43,45 @@ def file_kind(path: Path) -> str:
     return "torch-save-zip"
 
 
-def load_exported_program(path: Path) -> "torch.export.ExportedProgram":
+def load_exported_program(path: Path, allow_pickle: bool = False) -> "torch.export.ExportedProgram":
+    """torch.export.load, made safe (see pt2_safety) unless the caller trusts the file."""
+    from edgec.frontends.pt2_safety import UnsafeArchive, check_archive, restricted_loading
+
+    data = path.read_bytes()  # checked and loaded from the same bytes: no swap between the two
+    guard = contextlib.nullcontext()
+    if not allow_pickle:
+        check_archive(data, str(path))
+        guard = restricted_loading()
     try:
-        return torch.export.load(str(path))
+        with guard, _quiet_torch_logs():
+            return torch.export.load(io.BytesIO(data))
+    except UnsafeArchive as exc:
+        raise ModelLoadError(f"{path}: refused: {exc}, and loading it could run code from the file; "
+                             "pass --trust-pickle if you trust it") from None
+    except pickle.UnpicklingError:
+        raise ModelLoadError(f"{path}: holds pickled objects other than tensors, and unpickling them can run "
+                             "code from the file; pass --trust-pickle if you trust it") from None
     except Exception as exc:
-        raise ModelLoadError(f"{path}: cannot load the ExportedProgram ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ModelLoadError(f"{path}: cannot load the ExportedProgram ({_first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch.export.load logs its own tracebacks (logger.warning(exc_info=True)) before raising."""
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export", "torch._export.serde.serialize")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def load_torchscript(path: Path) -> "torch.jit.ScriptModule":
