@@ -20,10 +20,11 @@ REDUCTIONS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "GlobalAverag
 def _reduced_axes(node: ir.Node, rank: int) -> list[int] | None:
     if node.op_type.startswith("Global"):
         return list(range(2, rank))
-    axes = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
-    if axes is None:
-        if len(node.inputs) > 1 and node.inputs[1] is not None:
-            return None  # axes computed at run time
+    given = len(node.inputs) > 1 and node.inputs[1] is not None
+    axes = const_array(node.inputs[1]) if given else None
+    if given and axes is None:
+        return None  # axes computed at run time
+    if axes is None or axes.size == 0:  # no axes, or an empty list: every axis (unless noop)
         if node.attributes.get_int("noop_with_empty_axes", 0):
             return []
         return list(range(rank))

@@ -27,3 +27,12 @@ def test_real_reductions_are_kept():
     ops = op_counts(out)
     # The mean over 4x4 stays; the global pool after it then sees 1x1 and becomes a reshape.
     assert ops["ReduceMean"] == 1 and ops["GlobalAveragePool"] == 0
+
+
+def test_empty_axes_reduce_every_axis_and_are_kept():
+    # ONNX: an empty axes list means "all axes" (unless noop_with_empty_axes); over a 3x2x2
+    # tensor that is a real reduction, not a reshape.
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)]
+    model = ShapeInference()(build_model(nodes, {"x": [3, 2, 2]}, ["y"], {"axes": np.array([], np.int64)})).model
+    out = assert_pass_preserves_outputs(model, RemoveTrivialReductions())
+    assert op_counts(out)["ReduceMean"] == 1
