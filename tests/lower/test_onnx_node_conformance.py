@@ -8,6 +8,7 @@ benchmarks/onnx_node_conformance.py runs the same cases and writes the table by 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "onnx_node_conformance.py"
 _spec = importlib.util.spec_from_file_location("onnx_node_conformance", HARNESS)
 conformance = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = conformance  # its dataclasses look their module up by name
 _spec.loader.exec_module(conformance)
 
 CASES = {t.name: t for t in conformance.claimed_tests(conformance.tflite_claimed_ops())}

@@ -350,6 +350,23 @@ def _resize_cases() -> dict[str, Case]:
             resize(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"), x, consts=scales),
         "resize_linear_sizes": Case([node("Resize", ["x", "", "", "sizes"], mode="linear")], x,
                                     consts={"sizes": ints(1, 3, 7, 9)}),
+        # No TFLite resize kernel matches these: two constant interpolation matmuls.
+        "resize_cubic_matmuls": Case(resize(mode="cubic"), x, consts=scales, nchw_prelude=True,
+                                     ops={"FULLY_CONNECTED": 2, "RESIZE_BILINEAR": 0}),
+        "resize_cubic_antialias_downsample": Case(
+            [node("Resize", ["x", "", "", "sizes"], mode="cubic", antialias=1, exclude_outside=1)],
+            {"x": (1, 2, 9, 12)}, consts={"sizes": ints(1, 2, 4, 5)}, ops={"FULLY_CONNECTED": 2}),
+        "resize_nearest_ceil_half_pixel": Case(
+            [node("Resize", ["x", "", "", "sizes"], mode="nearest", nearest_mode="ceil")], x,
+            consts={"sizes": ints(1, 3, 8, 9)}, ops={"FULLY_CONNECTED": 2}),
+        "resize_linear_align_corners_downsample": Case(
+            [node("Resize", ["x", "", "", "sizes"], mode="linear", coordinate_transformation_mode="align_corners")],
+            x, consts={"sizes": ints(1, 3, 3, 4)}),
+        "resize_tf_crop_and_resize_extrapolated": Case(
+            [node("Resize", ["x", "roi", "", "sizes"], mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                  extrapolation_value=2.5)], x,
+            consts={"roi": np.array([0, 0, -0.2, 0.1, 1, 1, 0.9, 1.3], np.float32), "sizes": ints(1, 3, 4, 4)},
+            ops={"FULLY_CONNECTED": 2, "ADD": 1}),
     }
 
 
