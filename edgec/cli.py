@@ -154,6 +154,41 @@ def targets(devices: Optional[Path] = DevicesOpt):
 
 
 @app.command()
+def ops(target: Optional[str] = typer.Option(None, "--target", "-t",
+                                             help="a target (its formats and precision) or a format: tflite, tvm"),
+        devices: Optional[Path] = DevicesOpt):
+    """List every ONNX op and whether each lowering takes it, with its conditions."""
+    from edgec.supported_ops import supported_ops
+
+    formats, integer = ("tflite", "tvm"), None
+    if target in ("tflite", "tvm"):
+        formats = (target,)
+    elif target is not None:
+        from edgec.targets import get_target
+
+        t = get_target(target, devices)
+        formats, integer = tuple(t.formats), t.is_integer
+    rows = supported_ops(formats)
+    columns = ["op", "opset"]
+    if "tflite" in formats:
+        columns += [c for c, show in (("TFLite fp32", integer is not True), ("TFLite int8", integer is not False))
+                    if show]
+    if "tvm" in formats:
+        columns.append("TVM")
+    table = Table(*columns, title=f"ONNX ops{f' for {target}' if target else ''}", title_justify="left")
+    for r in rows:
+        cells = [r.op + (" (deprecated)" if r.deprecated else ""), str(r.since)]
+        if "TFLite fp32" in columns:
+            cells.append(r.tflite.cell())
+        if "TFLite int8" in columns:
+            cells.append(r.tflite.int8_cell())
+        if "tvm" in formats:
+            cells.append(r.tvm.cell())
+        table.add_row(*(Text(c) for c in cells))
+    out.print(table)
+
+
+@app.command()
 def zoo():
     """List the bundled model architectures (compile them as zoo:NAME)."""
     from edgec import zoo as zoo_mod

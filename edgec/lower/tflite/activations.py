@@ -71,19 +71,19 @@ def _unary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> None:
 
 
 def _check_elu(node: ir.Node) -> str | None:
-    if node.op_type == "Elu" and abs(attr(node, "alpha", 1.0) - 1.0) > 1e-7:
+    """alpha = 1 (TFLite's ELU has no alpha)."""
+    if abs(attr(node, "alpha", 1.0) - 1.0) > 1e-7:
         return f"Elu alpha={attr(node, 'alpha')}; TFLite's ELU has alpha 1"
     return None
 
 
-_INT8_UNARY = {"Relu", "Sigmoid", "Tanh", "HardSwish"}
+# Unary ops with an int8 TFLite kernel; the others run in float between DEQUANTIZE/QUANTIZE.
+_INT8_UNARY = ("Relu", "Sigmoid", "Tanh", "HardSwish")
 
 
-def _int8_unary(node: ir.Node) -> str | None:
-    return None if node.op_type in _INT8_UNARY else f"edgec lowers {node.op_type} in float"
-
-
-@visitor(*_UNARY, check=_check_elu, int8=_int8_unary)
+@visitor(*_INT8_UNARY, int8=True)
+@visitor(*(op for op in _UNARY if op not in _INT8_UNARY and op != "Elu"))
+@visitor("Elu", check=_check_elu)
 def lower_unary(node: ir.Node, ctx: LoweringContext) -> None:
     if node.op_type == "Relu" and _clamp_by_saturation(ctx, node, 0.0, math.inf):
         return
@@ -120,6 +120,7 @@ def lower_leaky_relu(node: ir.Node, ctx: LoweringContext) -> None:
 
 
 def _check_gelu(node: ir.Node) -> str | None:
+    """approximate is 'none' or 'tanh'."""
     approximate = attr(node, "approximate", "none")
     if approximate not in ("none", "tanh"):
         return f"approximate='{approximate}'; expected 'none' or 'tanh'"
@@ -141,6 +142,7 @@ def clip_bounds(node: ir.Node) -> tuple[float, float]:
 
 
 def _check_clip(node: ir.Node) -> str | None:
+    """min and max are constants (inputs since opset 11, attributes before)."""
     return first_problem(require_const(node, 1, "min"), require_const(node, 2, "max"))
 
 
@@ -204,6 +206,7 @@ def lower_hard_sigmoid(node: ir.Node, ctx: LoweringContext) -> None:
 
 
 def _check_identity(node: ir.Node) -> str | None:
+    """Dropout: inference mode (training off, mask output unused)."""
     if node.op_type != "Dropout":
         return None
     training = const_input(node, 2)

@@ -107,6 +107,7 @@ def lower_binary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> 
 
 
 def _check_binary(node: ir.Node) -> str | None:
+    """exactly 2 inputs (numpy broadcasting)."""
     if node.op_type in ("Max", "Min") and len(node.inputs) != 2:
         return f"{node.op_type} with {len(node.inputs)} inputs; only 2 are lowered"
     if len(node.inputs) != 2:
@@ -114,13 +115,8 @@ def _check_binary(node: ir.Node) -> str | None:
     return None
 
 
-def _int8_binary(node: ir.Node) -> str | None:
-    if node.op_type not in ("Add", "Sub", "Mul"):
-        return f"edgec lowers {node.op_type} in float"
-    return None
-
-
-@visitor(*_BINARY, check=_check_binary, int8=_int8_binary)
+@visitor("Add", "Sub", "Mul", check=_check_binary, int8=True)
+@visitor("Div", "Max", "Min", check=_check_binary)
 def lower_arithmetic(node: ir.Node, ctx: LoweringContext) -> None:
     op, options_cls = _BINARY[node.op_type]
     lower_binary(ctx, node, op, options_cls() if options_cls else None)

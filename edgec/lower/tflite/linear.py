@@ -102,6 +102,7 @@ def batch_matmul(ctx: LoweringContext, a: ir.Value, b: ir.Value, out: ir.Value) 
 
 
 def _check_matmul(node: ir.Node) -> str | None:
+    """both operands at least 2-D, not both constant: constant 2-D B becomes FULLY_CONNECTED, else BATCH_MATMUL."""
     a, b = (static_shape(v) for v in node.inputs)
     if len(a) < 2 or len(b) < 2:
         return f"1-D operand (shapes {list(a)} and {list(b)}); reshape it to 2-D"
@@ -111,6 +112,7 @@ def _check_matmul(node: ir.Node) -> str | None:
 
 
 def _int8_matmul(node: ir.Node) -> str | None:
+    """a constant B must be 2-D (FULLY_CONNECTED with per-channel weights)."""
     b = const_input(node, 1)
     if b is not None and b.ndim != 2:
         return "a constant operand of rank > 2 would be an int8 BATCH_MATMUL with per-channel weights"
@@ -130,6 +132,7 @@ def lower_matmul(node: ir.Node, ctx: LoweringContext) -> None:
 
 
 def _int8_gemm(node: ir.Node) -> str | None:
+    """constant B, alpha = beta = 1, C a constant bias over the output features."""
     if const_input(node, 1) is None or const_input(node, 0) is not None:
         return "only Gemm with constant weights lowers to int8 (FULLY_CONNECTED)"
     if float(attr(node, "alpha", 1.0)) != 1.0 or float(attr(node, "beta", 1.0)) != 1.0:

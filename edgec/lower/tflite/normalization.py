@@ -32,6 +32,7 @@ def lower_softmax(node: ir.Node, ctx: LoweringContext) -> None:
 
 
 def _check_layer_norm(node: ir.Node) -> str | None:
+    """the training outputs (mean, inverse std) are unused; decomposed into MEAN/SUB/MUL/RSQRT."""
     for extra in node.outputs[1:]:
         if extra is not None and (extra.uses() or extra.is_graph_output()):
             return f"its training output '{extra.name}' (mean or inverse std) is used"

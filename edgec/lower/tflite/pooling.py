@@ -24,6 +24,7 @@ _MAX_POOL_PAD = float(np.finfo(np.float32).min)
 
 
 def _check_pool(node: ir.Node) -> str | None:
+    """2-D (4-D input), no dilations; MaxPool's Indices output unused."""
     problem = require_rank(node, 4)
     if problem:
         return problem
@@ -136,6 +137,7 @@ def _divisor_fix(node: ir.Node) -> np.ndarray | None:
 
 
 def _int8_average_pool(node: ir.Node) -> str | None:
+    """no border windows that need ONNX's include-count divisor."""
     if _divisor_fix(node) is not None:
         return "border windows need ONNX's divisor, which TFLite's int8 AVERAGE_POOL_2D cannot apply"
     return None
@@ -157,8 +159,13 @@ def lower_average_pool(node: ir.Node, ctx: LoweringContext) -> None:
     ctx.emit("MUL", [pooled, ctx.float32(scale.reshape(1, *out_hw, 1), "divisor_fix")], [out], schema.MulOptionsT())
 
 
-@visitor("GlobalAveragePool", "GlobalMaxPool", check=lambda node: require_rank(node, 4),
-         int8=lambda node: None if node.op_type == "GlobalAveragePool" else "edgec lowers GlobalMaxPool in float")
+def _check_global_pool(node: ir.Node) -> str | None:
+    """4-D input."""
+    return require_rank(node, 4)
+
+
+@visitor("GlobalAveragePool", check=_check_global_pool, int8=True)
+@visitor("GlobalMaxPool", check=_check_global_pool)
 def lower_global_pool(node: ir.Node, ctx: LoweringContext) -> None:
     # MEAN over H, W of NHWC with keep_dims is XNNPACK's global average pooling.
     op = "MEAN" if node.op_type == "GlobalAveragePool" else "REDUCE_MAX"

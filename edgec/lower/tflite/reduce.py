@@ -29,11 +29,12 @@ def reduce_axes(node: ir.Node) -> list[int] | None:
 
 
 def _check_reduce(node: ir.Node) -> str | None:
+    """axes are constant (empty axes reduce every axis unless noop_with_empty_axes)."""
     return require_const(node, 1, "axes")
 
 
-@visitor(*_REDUCERS, check=_check_reduce,
-         int8=lambda node: None if node.op_type == "ReduceMean" else f"edgec lowers {node.op_type} in float")
+@visitor("ReduceMean", check=_check_reduce, int8=True)
+@visitor("ReduceMax", "ReduceSum", check=_check_reduce)
 def lower_reduce(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     axes = reduce_axes(node)

@@ -7,6 +7,12 @@ ctx)` then emits the TFLite operators; it may assume its check passed.
 `int8` says whether the visitor can lower the node with int8 tensors (TFLite has an int8
 kernel and the visitor makes its constants and temporaries int8): True, or a check that
 returns why this node cannot. Nodes that cannot stay float between DEQUANTIZE and QUANTIZE.
+
+`dtypes` lists the element types a visitor takes for tensors computed at run time (float32
+unless it says more: masks are bool, token ids int64). The supported-ops table
+(edgec/supported_ops.py, docs/supported-ops.md, `edgec ops`) is generated from this
+registry: a check's docstring is its condition text, so a new visitor shows up there by
+registering, and describes its limits by documenting its check.
 """
 
 from __future__ import annotations
@@ -23,13 +29,44 @@ Check = Callable[[ir.Node], "str | None"]
 Lower = Callable[[ir.Node, "LoweringContext"], None]  # noqa: F821 (context imports us)
 
 
+FLOAT = frozenset({"float32"})
+# Element types for ops that move or compare data of any kind (masks, token ids, indices).
+ANY_DTYPE = frozenset({"float32", "int64", "int32", "bool"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Visitor:
     op_type: str
     lower: Lower
     check: Check
     int8: Check | None = None  # None: float only
+    dtypes: frozenset[str] = FLOAT  # run-time tensor element types the visitor takes
 
+    @property
+    def module(self) -> str:
+        return self.lower.__module__
+
+    def conditions(self) -> str:
+        """The node-level conditions as text (the check's docstring), "" when there are none."""
+        return describe_check(self.check)
+
+    def int8_conditions(self) -> str | None:
+        """None: float only; "" int8 always; else the text of the int8 condition."""
+        if self.int8 is None:
+            return None
+        return describe_check(self.int8)
+
+
+def describe_check(check: Check) -> str:
+    """A check's docstring as one line of text; "" for no check; a pointer to the code for an
+    undocumented one (so an undescribed condition is visible in the table, not hidden)."""
+    if check is _no_check:
+        return ""
+    doc = (check.__doc__ or "").strip()
+    if not doc:
+        return f"conditions checked in {check.__module__} ({getattr(check, '__name__', 'check')}), undocumented"
+    first_paragraph = doc.split("\n\n")[0]
+    return " ".join(first_paragraph.split())
 
 
 VISITORS: dict[str, Visitor] = {}
@@ -40,15 +77,16 @@ def _no_check(node: ir.Node) -> str | None:
 
 
 def visitor(*op_types: str, check: Check | None = None,
-            int8: bool | Check = False) -> Callable[[Lower], Lower]:
-    """Register `lower` (and an optional `check`) for ONNX op types in the default domain."""
+            int8: bool | Check = False, dtypes: frozenset[str] = FLOAT) -> Callable[[Lower], Lower]:
+    """Register `lower` (and an optional `check`, whose docstring says what it requires) for
+    ONNX op types in the default domain."""
     int8_check = _no_check if int8 is True else (int8 or None)
 
     def register(lower: Lower) -> Lower:
         for op in op_types:
             if op in VISITORS:
                 raise ValueError(f"two TFLite visitors for {op}")
-            VISITORS[op] = Visitor(op, lower, check or _no_check, int8_check)
+            VISITORS[op] = Visitor(op, lower, check or _no_check, int8_check, frozenset(dtypes))
         return lower
 
     return register
@@ -61,39 +99,46 @@ def check_node(node: ir.Node) -> str | None:
     v = VISITORS.get(node.op_type)
     if v is None:
         return "no TFLite lowering for this op; rewrite it with supported ops or use the tvm format"
-    return _check_values(node) or v.check(node)
+    return _check_values(node, v) or v.check(node)
+
+
+# Signature tensors: float32 activations, plus token ids / masks (int64, int32, bool).
+SIGNATURE_DTYPES = ANY_DTYPE
 
 
 def check_signature_value(value: ir.Value) -> str | None:
     """Why a graph input or output cannot be a TFLite signature tensor, or None."""
-    if numpy_dtype(value) != np.float32:
-        return f"is {numpy_dtype(value)}; the TFLite fp32 lowering takes float32 inputs and outputs"
+    dtype = numpy_dtype(value)
+    if str(dtype) not in SIGNATURE_DTYPES:
+        return (f"is {dtype}; the TFLite lowering takes {', '.join(sorted(SIGNATURE_DTYPES))} inputs and "
+                "outputs")
     if static_shape(value) is None:
         dims = list(value.shape) if value.shape is not None else "unknown"
         return f"has dynamic or unknown shape {dims}; pass --input-shape"
     return None
 
 
-def _check_values(node: ir.Node) -> str | None:
-    """Activations must be float32 with static shapes (the fp32 lowering's contract).
+def _check_values(node: ir.Node, v: Visitor) -> str | None:
+    """Run-time tensors must have an element type the visitor takes (float32 unless it says
+    more) and static shapes (the lowering's contract).
 
     Outputs nobody reads (Dropout's mask, MaxPool's indices) are never built, so they are
     not checked.
     """
     if node.op_type == "Constant":
         return None
-    activations = [v for v in node.inputs if v is not None and const_array(v) is None]
-    read_outputs = [v for v in node.outputs if v is not None and (v.uses() or v.is_graph_output())]
-    for v in [*activations, *read_outputs]:
-        dtype = numpy_dtype(v)
-        if dtype != np.float32:
-            if v.is_graph_input():
-                return f"graph input '{v.name}' is {dtype}; the TFLite fp32 lowering takes float32 inputs"
+    activations = [x for x in node.inputs if x is not None and const_array(x) is None]
+    read_outputs = [x for x in node.outputs if x is not None and (x.uses() or x.is_graph_output())]
+    for value in [*activations, *read_outputs]:
+        dtype = numpy_dtype(value)
+        if str(dtype) not in v.dtypes:
+            takes = ", ".join(sorted(v.dtypes))
             if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
-                return (f"value '{v.name}' is a {dtype} tensor computed at run time; shapes, axes and "
-                        "indices must be constants here: run constant folding with static input shapes")
-            return f"value '{v.name}' is {dtype}; the TFLite fp32 lowering takes float32 tensors"
-        if static_shape(v) is None:
-            dims = list(v.shape) if v.shape is not None else "unknown"
-            return f"value '{v.name}' has dynamic or unknown shape {dims}; pass --input-shape"
+                return (f"value '{value.name}' is a {dtype} tensor computed at run time; TFLite's {node.op_type} "
+                        f"lowering takes {takes} there (shapes, axes and indices must be constants: run "
+                        "constant folding with static input shapes)")
+            return f"value '{value.name}' is {dtype}; the TFLite {node.op_type} lowering takes {takes} tensors"
+        if static_shape(value) is None:
+            dims = list(value.shape) if value.shape is not None else "unknown"
+            return f"value '{value.name}' has dynamic or unknown shape {dims}; pass --input-shape"
     return None

@@ -235,6 +235,7 @@ def plan(node: ir.Node) -> ResizePlan | str:
 
 
 def _check_resize(node: ir.Node) -> str | None:
+    """2-D; mode and coordinate transform match a TFLite RESIZE_BILINEAR/NEAREST_NEIGHBOR setting (asymmetric, align_corners, half_pixel) or an integer nearest upscale."""
     result = plan(node)
     return result if isinstance(result, str) else None
 

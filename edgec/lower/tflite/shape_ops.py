@@ -44,6 +44,7 @@ def reshape_to(ctx: LoweringContext, src: ir.Value, dst: ir.Value) -> None:
 
 
 def _check_reshape(node: ir.Node) -> str | None:
+    """Reshape's shape and Squeeze/Unsqueeze's axes are constants."""
     if node.op_type == "Reshape":
         return require_const(node, 1, "the shape")
     if node.op_type in ("Squeeze", "Unsqueeze"):
@@ -109,6 +110,7 @@ def split_sizes(node: ir.Node) -> list[int]:
 
 
 def _check_split(node: ir.Node) -> str | None:
+    """split sizes are constant."""
     return require_const(node, 1, "split sizes")
 
 
@@ -156,6 +158,7 @@ def slice_bounds(node: ir.Node) -> list[tuple[int, int, int]]:
 
 
 def _check_slice(node: ir.Node) -> str | None:
+    """starts, ends, axes and steps are constants; no step of 0."""
     problem = first_problem(require_const(node, 1, "starts"), require_const(node, 2, "ends"),
                             require_const(node, 3, "axes"), require_const(node, 4, "steps"))
     if problem:
@@ -186,6 +189,7 @@ def lower_slice(node: ir.Node, ctx: LoweringContext) -> None:
 
 
 def _check_gather(node: ir.Node) -> str | None:
+    """constant scalar or 1-D indices."""
     indices = const_input(node, 1)
     if indices is None:
         return "indices are computed; only constant indices are lowered"
@@ -224,6 +228,7 @@ _PAD_MODES = ("constant", "reflect")
 
 
 def _check_pad(node: ir.Node) -> str | None:
+    """constant pads (no negative ones) and value; mode 'constant' or 'reflect'."""
     problem = first_problem(require_const(node, 1, "pads"), require_const(node, 2, "constant_value"),
                             require_const(node, 3, "axes"))
     if problem:

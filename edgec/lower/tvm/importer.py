@@ -22,13 +22,13 @@ from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend
 
 from edgec.errors import InputShapeError, UnsupportedOpsError
+from edgec.lower.tvm import op_checks
 
 # The ONNX standard domains, and Microsoft's contrib domain whose ops (FastGelu,
 # SkipLayerNormalization, ...) the frontend converts under their plain names.
 _ONNX_DOMAINS = ("", "ai.onnx")
 _CONTRIB_DOMAINS = ("com.microsoft",)
-# Handled by the importer itself rather than by a converter.
-_BUILTIN_OPS = ("If", "Constant")
+_BUILTIN_OPS = op_checks.BUILTIN_OPS
 
 
 def import_onnx(proto: onnx.ModelProto, target_name: str) -> tvm.IRModule:
@@ -71,6 +71,7 @@ def import_onnx(proto: onnx.ModelProto, target_name: str) -> tvm.IRModule:
 def find_unsupported_nodes(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
     """(node name, op type, why) for every node, subgraphs included, the frontend cannot convert."""
     convert_map = onnx_frontend._get_convert_map()
+    constants = {t.name: t for t in graph.initializer}
     found = []
     for node in _all_nodes(graph):
         if node.domain not in _ONNX_DOMAINS + _CONTRIB_DOMAINS:
@@ -83,6 +84,8 @@ def find_unsupported_nodes(graph: onnx.GraphProto) -> list[tuple[str, str, str]]
                 f"Apache TVM {tvm.__version__}'s Relax ONNX frontend has no converter for "
                 f"{node.op_type}; rewrite it into supported ops or build only the tflite format"
             )))
+        elif (why := op_checks.check_node(node, constants)) is not None:
+            found.append((node.name, node.op_type, why))
     return found
 
 
