@@ -15,6 +15,7 @@ import onnx_ir as ir
 from edgec.errors import EdgecError
 from edgec.passes.base import EdgecPass, Refusal
 from edgec.passes.constant_folding import ConstantFolding
+from edgec.passes.constant_gathers import RewriteConstantGathers
 from edgec.passes.equalize import CrossLayerEqualization
 from edgec.passes.fix_input_shapes import fix_input_shapes
 from edgec.passes.fold_activations import FoldActivations
@@ -37,7 +38,7 @@ __all__ = [
 PASSES: dict[str, type[EdgecPass]] = {
     cls.name: cls for cls in (ConstantFolding, RemoveIdentity, FoldBatchNorm, ShapeInference,
                                CrossLayerEqualization, FoldActivations, FoldConvPairs,
-                               RemoveTrivialReductions, MagnitudePrune)
+                               RemoveTrivialReductions, MagnitudePrune, RewriteConstantGathers)
 }
 
 
