@@ -370,9 +370,39 @@ def _resize_cases() -> dict[str, Case]:
     }
 
 
+def _rank_lift_cases() -> dict[str, Case]:
+    """1-D/3-D windows, dilated pools and 1-D MatMul operands (rewritten by rank_lift.py)."""
+    audio = {"x": (1, 4, 50)}
+    volume = {"x": (1, 2, 7, 8, 9)}
+    return {
+        "conv1d_stride2_pad": Case([node("Conv", ["x", "w", "b"], strides=[2], pads=[2, 1], dilations=[2])], audio,
+                                   consts={"w": rand(6, 4, 3), "b": rand(6, seed=2)}, ops={"CONV_2D": 1}),
+        "conv1d_grouped_same": Case([node("Conv", ["x", "w"], group=2, auto_pad="SAME_UPPER", kernel_shape=[5])],
+                                    audio, consts={"w": rand(8, 2, 5)}),
+        "conv_transpose1d": Case([node("ConvTranspose", ["x", "w"], strides=[2], pads=[1, 1], output_padding=[1])],
+                                 audio, consts={"w": rand(4, 3, 3)}, ops={"TRANSPOSE_CONV": 1}),
+        "maxpool1d_ceil": Case([node("MaxPool", ["x"], kernel_shape=[3], strides=[2], ceil_mode=1)], audio),
+        "avgpool1d_pad": Case([node("AveragePool", ["x"], kernel_shape=[4], strides=[3], pads=[1, 2])], audio),
+        "maxpool3d": Case([node("MaxPool", ["x"], kernel_shape=[3, 2, 3], strides=[2, 2, 1], pads=[1, 0, 1, 1, 1, 0])],
+                          volume, ops={"MAX_POOL_2D": 2}),
+        "avgpool3d_count_include_pad": Case(
+            [node("AveragePool", ["x"], kernel_shape=[2, 3, 3], strides=[1, 2, 2], pads=[1, 1, 0, 0, 1, 1],
+                  count_include_pad=1)], volume),
+        # Dilated pools are taps of a padded input: XNNPACK runs neither the lowest-value PADV2
+        # nor strided SLICEs (rare in real models; correct on the CPU kernels).
+        "maxpool_dilated": Case([node("MaxPool", ["x"], kernel_shape=[3, 3], dilations=[2, 2], pads=[1, 2, 1, 0])],
+                                {"x": (1, 3, 11, 12)}, ops={"MAX_POOL_2D": 0}, cpu_ops=("PADV2",)),
+        "avgpool_dilated_ceil": Case(
+            [node("AveragePool", ["x"], kernel_shape=[2, 3], strides=[2, 2], dilations=[2, 2], ceil_mode=1,
+                  pads=[1, 1, 1, 1])], {"x": (1, 3, 11, 12)}, nchw_prelude=True, cpu_ops=("STRIDED_SLICE",)),
+        "matmul_vector_times_matrix": Case([node("MatMul", ["x", "w"])], {"x": (16,)}, consts={"w": rand(16, 5)}),
+        "matmul_batched_times_vector": Case([node("MatMul", ["x", "v"])], {"x": (2, 3, 16), "v": (16,)}),
+    }
+
+
 CASES: dict[str, Case] = {
     **_conv_cases(), **_linear_cases(), **_elementwise_cases(), **_pool_cases(), **_shape_cases(),
-    **_norm_cases(), **_resize_cases(),
+    **_norm_cases(), **_resize_cases(), **_rank_lift_cases(),
 }
 
 

@@ -43,6 +43,7 @@ from edgec.lower.tflite.builder import TFLiteGraph
 from edgec.lower.tflite.context import Held, LoweringContext
 from edgec.lower.tflite.integer_plan import plan_integer_nodes
 from edgec.lower.tflite.patterns import Fusion, find_fusions
+from edgec.lower.tflite.rank_lift import lift_ranks
 from edgec.lower.tflite.qdq import QuantizedGraph, has_qdq, read_qdq
 from edgec.lower.tflite.registry import VISITORS, check_node, check_signature_value
 from edgec.lower.tflite.sparse import sparsify_weights
@@ -65,6 +66,8 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
     if io not in IO_MODES:
         raise EdgecError(f"io='{io}'; expected one of {', '.join(IO_MODES)}")
     quant = read_qdq(model) if has_qdq(model) else None
+    if quant is None:  # 1-D/3-D convs and pools, 1-D MatMul operands as 2-D ops (rank_lift.py)
+        model = lift_ranks(model)
     sparse = bool(target.options.get("sparse", False))
     if sparse and quant is not None:
         raise EdgecError(f"target '{target.name}' is sparse, but the model is quantized: XNNPACK's sparse "
