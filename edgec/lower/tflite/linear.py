@@ -102,7 +102,7 @@ def batch_matmul(ctx: LoweringContext, a: ir.Value, b: ir.Value, out: ir.Value) 
 
 
 def _check_matmul(node: ir.Node) -> str | None:
-    """both operands at least 2-D, not both constant: constant 2-D B becomes FULLY_CONNECTED, else BATCH_MATMUL."""
+    """not both constant (float: a 1-D operand becomes 2-D, numpy rules): constant 2-D B becomes FULLY_CONNECTED, else BATCH_MATMUL."""
     a, b = (static_shape(v) for v in node.inputs)
     if len(a) < 2 or len(b) < 2:
         return f"1-D operand (shapes {list(a)} and {list(b)}); reshape it to 2-D"

@@ -24,7 +24,7 @@ _MAX_POOL_PAD = float(np.finfo(np.float32).min)
 
 
 def _check_pool(node: ir.Node) -> str | None:
-    """2-D (4-D input), no dilations; MaxPool's Indices output unused."""
+    """1-D, 2-D or 3-D (float: 1-D via a unit axis, 3-D separably, dilations as padded taps); MaxPool's Indices output unused."""
     problem = require_rank(node, 4)
     if problem:
         return problem
