@@ -47,7 +47,10 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     `bias_correction` override the target's accuracy tools; `io="int8"` gives the TFLite artifact
     int8 inputs and outputs (their scales and zero points are in the report). For int4 targets
     `accuracy_budget` picks int4 layers greedily (least sensitive first) while top-1 agreement
-    with float drops by at most that many points (dB of SQNR for non-classifiers). Returns an Artifact whose .report is
+    with float drops by at most that many points (dB of SQNR for non-classifiers). For int8
+    targets it keeps the layers whose int8 rounding costs most in float until top-1 agreement
+    with float is within that many points (percent relative RMS error for non-classifiers);
+    the report's quantization.mixed_precision lists each layer's choice and measured SQNR. Returns an Artifact whose .report is
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)

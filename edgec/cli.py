@@ -42,7 +42,7 @@ def compile(  # noqa: A001
     calib_percentile: Optional[float] = typer.Option(None, "--calib-percentile", help="for --calib-method percentile, e.g. 99.99"),
     calib_preprocess: Optional[str] = typer.Option(None, "--calib-preprocess", help="for image folders: resize=N,mean=a:b:c,std=a:b:c,scale=255,gray"),
     calib_limit: Optional[int] = typer.Option(None, "--calib-limit", min=1, help="use at most N calibration samples"),
-    accuracy_budget: Optional[float] = typer.Option(None, "--accuracy-budget", help="int4 targets: allowed loss (top-1 agreement points, or dB SQNR) for choosing int4 layers"),
+    accuracy_budget: Optional[float] = typer.Option(None, "--accuracy-budget", help="allowed accuracy loss vs float: int4 targets choose int4 layers under it (top-1 agreement points, or dB SQNR), int8 targets keep the most sensitive layers float until within it (top-1 agreement points, or percent relative RMS error)"),
     io: Optional[str] = typer.Option(None, "--io", help="int8: the TFLite artifact takes and returns int8 tensors (integer targets)"),
     no_equalization: bool = typer.Option(False, "--no-equalization", help="skip cross-layer equalization (integer targets)"),
     no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="skip bias correction (integer targets)"),

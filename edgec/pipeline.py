@@ -54,7 +54,9 @@ class QuantizeRequest:
     limit: int | None = None
     equalization: bool | None = None  # None: the target's default
     bias_correction: bool | None = None
-    accuracy_budget: float | None = None  # int4 targets: greedy mixed precision under this loss
+    # Greedy mixed precision under this loss: int4 targets choose int4 layers
+    # (quantization/sensitivity.py), int8 targets float fallback (quantization/mixed_precision.py).
+    accuracy_budget: float | None = None
     # A prepared model's edgec.training.qat.QATDeployment: its learned ranges replace calibration.
     qat: Any = None
 
@@ -143,6 +145,7 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     from edgec.passes import get_pass
     from edgec.quantization import quantize_model
     from edgec.quantization.calibration import collect_statistics, load_calibration
+    from edgec.quantization.mixed_precision import choose_float_fallback
     from edgec.quantization.sensitivity import choose_int4_layers
 
     if request.qat is not None:
@@ -170,6 +173,12 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
         # W4A8: which layers get int4 weights (all but the ends, or greedily under a budget).
         mixed = choose_int4_layers(float_model, data, statistics, request.accuracy_budget, progress=progress)
         options["node_weight_bits"] = mixed["bits"]
+    elif request.accuracy_budget is not None:
+        # int8: the layers whose rounding costs most stay float, until the model is within budget.
+        log(f"choosing float fallback under an accuracy budget of {request.accuracy_budget}")
+        mixed = choose_float_fallback(float_model, data, statistics, request.accuracy_budget,
+                                      bias_correction=correct_bias, progress=progress)
+        options["exclude_nodes"] = frozenset(mixed["float_nodes"])
     qdq, info = quantize_model(float_model, data, bias_correction=correct_bias, statistics=statistics, **options)
     info.pop("statistics")
     if mixed is not None:

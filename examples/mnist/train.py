@@ -25,9 +25,13 @@ MODELS = {
     "resnet18": dict(in_channels=1, resolution=28, num_classes=10, width=0.25),
     "mobilenet_v1": dict(in_channels=1, resolution=28, num_classes=10, width=0.5),
     "mlp": dict(),
+    # The MNIST transformer: 7x7 patches (16 tokens), 4 pre-norm blocks of width 64. Its int8
+    # accuracy is what mixed precision (edgec.quantization.mixed_precision) is measured on.
+    "vit_tiny": dict(in_channels=1, resolution=28, num_classes=10, patch=7, dim=64, depth=4, heads=4,
+                     mlp_ratio=2),
 }
-EPOCHS = {"mlp": 15, "mobilenet_v2": 30}
-LR = {"mlp": 0.05, "mobilenet_v2": 0.05}
+EPOCHS = {"mlp": 15, "mobilenet_v2": 30, "vit_tiny": 20}
+LR = {"mlp": 0.05, "mobilenet_v2": 0.05, "vit_tiny": 0.05}
 
 
 def train(name: str) -> None:
