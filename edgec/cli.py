@@ -7,6 +7,7 @@ traceback; a traceback means a bug in edgec.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -22,6 +23,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Compile PyTorch and ONNX models to verified TFLite and Apache TVM artifacts.")
 out = Console()
 err = Console(stderr=True)
+
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="on an internal error, print the full traceback "
+                                        "(also EDGEC_DEBUG=1); accepted after the command too")):
+    """Compile PyTorch and ONNX models to verified TFLite and Apache TVM artifacts."""
+
 
 DevicesOpt = typer.Option(None, "--devices", help="devices.yaml to use (default: $EDGEC_DEVICES or the bundled one)")
 
@@ -382,27 +391,100 @@ def prune(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `edgec` entry point: a supervisor that runs the command in a worker (edgec.supervise).
+
+    `--debug` (anywhere) or EDGEC_DEBUG=1 shows the full traceback of an internal error.
+    """
+    from edgec import supervise
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = {}
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        env["EDGEC_DEBUG"] = "1"
+    if supervise.is_worker() or not _needs_worker(argv):
+        return run_command(argv, debug=bool(env) or _debug_env())
+    return supervise.run_supervised(argv, env)
+
+
+def _needs_worker(argv: list[str]) -> bool:
+    """Commands that import torch/TVM or run long get a worker; help and listings run here."""
+    words = [a for a in argv if not a.startswith("-")]
+    return bool(words) and words[0] in ("compile", "bench", "analyze", "sensitivity", "prune", "inspect") \
+        and not any(a in ("--help", "-h") for a in argv)
+
+
+def _debug_env() -> bool:
+    return os.environ.get("EDGEC_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def run_command(argv: list[str], debug: bool = False) -> int:
+    """Run one command in this process; every failure becomes one line on stderr and an exit code."""
+    from typer._click.exceptions import ClickException
+
+    from edgec import supervise
+
+    if supervise.is_worker():
+        supervise.prepare_worker()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="edgec", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except EdgecError as exc:
         # The message can hold brackets (shapes like [N,3,?,?]): print it as plain text.
         err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
         return exc.exit_code
+    except ClickException as exc:  # usage errors: typer's own message and exit code (2)
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 1
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
     except SystemExit as exc:
-        return int(exc.code or 0)
-    except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
-        import click
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # a bug in edgec or a library: one line, the traceback in a file
+        if debug:
+            raise
+        err.print(Text("error: ", style="bold red") + Text(_internal_error(exc, argv)), highlight=False,
+                  soft_wrap=True)
+        return 1
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
-    return 0
+
+def _internal_error(exc: BaseException, argv: list[str]) -> str:
+    """'internal error: WHAT at WHERE; traceback saved to FILE' and the traceback written there."""
+    import datetime
+    import tempfile
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if f"{os.sep}edgec{os.sep}" in f.filename] or frames
+    where = ""
+    if ours:
+        parts = Path(ours[-1].filename).parts
+        short = "/".join(parts[len(parts) - 1 - parts[::-1].index("edgec"):]) if "edgec" in parts else parts[-1]
+        where = f" in {short}:{ours[-1].lineno} ({ours[-1].name})"
+    text = f"edgec {' '.join(argv)}\n" + "".join(traceback.format_exception(exc))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    saved = None
+    for folder in (os.environ.get("EDGEC_LOG_DIR"), Path.home() / ".cache" / "edgec", tempfile.gettempdir()):
+        if not folder:
+            continue
+        try:
+            path = Path(folder) / f"crash-{stamp}-{os.getpid()}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            saved = path
+            break
+        except OSError:
+            continue
+    what = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    saved_text = f"; full traceback in {saved}" if saved else ""
+    return (f"internal error: {type(exc).__name__}{': ' + what if what else ''}{where}{saved_text} "
+            "(rerun with --debug to print it). This is a bug in edgec; please report it")
 
 
 if __name__ == "__main__":

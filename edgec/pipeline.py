@@ -11,8 +11,6 @@ import dataclasses
 import hashlib
 import json
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +23,7 @@ from edgec.artifact import SUFFIX, Artifact, FloatIO, open_runtime, runs_on_host
 from edgec.errors import EdgecError, VerificationError
 from edgec.frontends import ImportedModel
 from edgec.frontends.shapes import InputShapes
-from edgec.fsutil import atomic_write_text
+from edgec.fsutil import atomic_write_text, staging_folder
 from edgec.ir import clone, input_specs, sample_inputs
 from edgec.passes import fix_input_shapes, run_passes
 from edgec.quantization.layer_report import layer_sqnr
@@ -102,9 +100,7 @@ def compile_imported(
             # Real data says more than random inputs about a quantized model (top-1 agreement above all).
             inputs = calib.samples[-samples:]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{imported.name}.{target.name}.", dir=out_dir))
-    try:
+    with staging_folder(out_dir, prefix=f".{imported.name}.{target.name}.") as staging:
         lowered = {}
         lowerings = _lowerings()
         for fmt in formats:
@@ -127,8 +123,6 @@ def compile_imported(
             timings["verify_s"] = time.perf_counter() - t
 
         paths = _publish(staging, out_dir, lowered)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     timings["total_s"] = sum(timings.values())
     report = _report(imported, target, model, reference_model, pass_records, lowered, paths, verification,
