@@ -15,12 +15,39 @@ from edgec.passes.base import EdgecPass
 _LISTED = 10  # names shown in the details; the count covers the rest
 
 
+# Ops whose output has their input's shape and dtype but for which onnx 1.23 infers nothing
+# (GroupNormalization is a function op without an inference rule).
+_SHAPE_PRESERVING = ("GroupNormalization",)
+
+
 def infer_shapes_in_place(model: ir.Model) -> tuple[bool, str | None]:
     """Run ONNX shape inference and copy the results onto `model`'s values.
 
     Returns (modified, error): strict mode first, so that an inconsistent graph is reported;
-    when it fails, the permissive mode still fills in what it can.
+    when it fails, the permissive mode still fills in what it can. Outputs of the ops in
+    _SHAPE_PRESERVING are filled in from their inputs, then inference runs again past them.
     """
+    modified, error = _infer_once(model)
+    for _ in range(8):
+        if not _fill_shape_preserving(model):
+            break
+        modified = True
+        _, error = _infer_once(model)
+    return modified, error
+
+
+def _fill_shape_preserving(model: ir.Model) -> bool:
+    filled = False
+    for node in model.graph:
+        if node.op_type in _SHAPE_PRESERVING and node.domain in ("", "ai.onnx") and node.inputs and node.outputs:
+            x, y = node.inputs[0], node.outputs[0]
+            if x is not None and y is not None and static_shape(y) is None and static_shape(x) is not None:
+                y.shape, y.type = ir.Shape(list(x.shape)), x.type
+                filled = True
+    return filled
+
+
+def _infer_once(model: ir.Model) -> tuple[bool, str | None]:
     proto = to_proto(model)
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec.ir import OPSET, from_proto, sample_inputs
 from edgec.lower.tflite import lower_tflite
+from edgec.passes.shape_inference import infer_shapes_in_place
 from edgec.runtimes.litert import LiteRTRuntime
 from edgec.runtimes.onnxrt import OnnxRuntime
 from edgec.targets import get_target
@@ -78,7 +79,9 @@ def build_model(case: Case, opset: int = OPSET):
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
-    return from_proto(proto)
+    model = from_proto(proto)
+    infer_shapes_in_place(model)  # edgec's inference: also the ops onnx infers nothing for
+    return model
 
 
 @dataclasses.dataclass
@@ -314,6 +317,23 @@ def _norm_cases() -> dict[str, Case]:
                                 consts={"g": rand(16), "b": rand(16, seed=3)}, ops={"TRANSPOSE": 0}),
         "layer_norm_nchw_last_two": Case([node("LayerNormalization", ["x", "g"], axis=2)], {"x": (1, 4, 5, 6)},
                                          consts={"g": rand(5, 6)}, nchw_prelude=True),
+        "layer_norm_with_statistics": Case(
+            [node("LayerNormalization", ["x", "g", "b"], ["y", "mean", "inv_std"], axis=-1)], {"x": (2, 5, 16)},
+            outputs=("y", "mean", "inv_std"), consts={"g": rand(16), "b": rand(16, seed=3)}),
+        # Channels-last statistics (the prelude conv leaves x NHWC): only the graph input's and
+        # output's layout TRANSPOSEs.
+        "group_norm_nhwc": Case([node("GroupNormalization", ["x", "g", "b"], num_groups=3, epsilon=1e-3)],
+                                {"x": (2, 6, 5, 4)}, consts={"g": rand(6), "b": rand(6, seed=3)}, nchw_prelude=True,
+                                ops={"TRANSPOSE": 2}),
+        # wav2vec2's feature encoder: Conv1d -> GroupNorm(512 groups = channels) -> GELU.
+        "group_norm_after_conv1d": Case(
+            [node("Conv", ["x", "w"], ["c"], strides=[5], kernel_shape=[10]),
+             node("GroupNormalization", ["c", "g", "b"], num_groups=8)], {"x": (1, 1, 400)},
+            consts={"w": rand(8, 1, 10), "g": rand(8), "b": rand(8, seed=3)}),
+        "instance_norm_nchw": Case([node("InstanceNormalization", ["x", "g", "b"])], {"x": (2, 3, 5, 7)},
+                                   consts={"g": rand(3), "b": rand(3, seed=3)}),
+        "instance_norm_1d": Case([node("InstanceNormalization", ["x", "g", "b"], epsilon=1e-2)], {"x": (1, 4, 30)},
+                                 consts={"g": rand(4), "b": rand(4, seed=3)}),
     }
 
 

@@ -1,4 +1,4 @@
-"""Softmax -> SOFTMAX over the last axis; LayerNormalization decomposed (TFLite has none).
+"""Softmax -> SOFTMAX over the last axis; Layer/Group/InstanceNormalization decomposed (TFLite has none).
 
 LayerNormalization becomes MEAN, SUB, MUL (square), MEAN, ADD eps, RSQRT, MUL, then the
 scale and bias: every one an op XNNPACK delegates. Its axes are remapped to the layout
@@ -11,6 +11,7 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
+from edgec.ir import const_array, static_shape
 from edgec.lower.tflite import layout
 from edgec.lower.tflite.common import attr, input_at
 from edgec.lower.tflite.context import LoweringContext
@@ -32,11 +33,12 @@ def lower_softmax(node: ir.Node, ctx: LoweringContext) -> None:
 
 
 def _check_layer_norm(node: ir.Node) -> str | None:
-    """the training outputs (mean, inverse std) are unused; decomposed into MEAN/SUB/MUL/RSQRT."""
-    for extra in node.outputs[1:]:
-        if extra is not None and (extra.uses() or extra.is_graph_output()):
-            return f"its training output '{extra.name}' (mean or inverse std) is used"
+    """decomposed into MEAN/SUB/MUL/RSQRT (its mean and inverse-std outputs too, when read)."""
     return None
+
+
+def _read(value: ir.Value | None) -> bool:
+    return value is not None and (bool(value.uses()) or value.is_graph_output())
 
 
 @visitor("LayerNormalization", check=_check_layer_norm)
@@ -52,7 +54,8 @@ def lower_layer_norm(node: ir.Node, ctx: LoweringContext) -> None:
     keep = schema.ReducerOptionsT(keepDims=True)
     src = ctx.tensor(x, perm)
 
-    mean = ctx.temp(reduced, hint="mean")
+    extras = list(node.outputs[1:3]) + [None] * (3 - len(node.outputs))
+    mean = ctx.define(extras[0], perm) if _read(extras[0]) else ctx.temp(reduced, hint="mean")
     ctx.emit("MEAN", [src, tfl_axes], [mean], keep)
     centered = ctx.temp(full, hint="centered")
     ctx.emit("SUB", [src, mean], [centered], schema.SubOptionsT())
@@ -62,7 +65,7 @@ def lower_layer_norm(node: ir.Node, ctx: LoweringContext) -> None:
     ctx.emit("MEAN", [squared, tfl_axes], [var], keep)
     var_eps = ctx.temp(reduced, hint="variance_eps")
     ctx.emit("ADD", [var, ctx.float32(attr(node, "epsilon", 1e-5), "epsilon")], [var_eps], schema.AddOptionsT())
-    inv_std = ctx.temp(reduced, hint="inv_std")
+    inv_std = ctx.define(extras[1], perm) if _read(extras[1]) else ctx.temp(reduced, hint="inv_std")
     ctx.emit("RSQRT", [var_eps], [inv_std])
 
     scale, bias = input_at(node, 1), input_at(node, 2)
@@ -80,3 +83,66 @@ def lower_layer_norm(node: ir.Node, ctx: LoweringContext) -> None:
         ctx.emit(op, [current, other], [dst], options())
         current = dst
 
+
+
+def _check_group_norm(node: ir.Node) -> str | None:
+    """constant scale and bias (per channel; opset-18 per-group ones are upgraded), channels divisible by num_groups; decomposed into MEAN/SUB/MUL/RSQRT."""
+    channels = static_shape(node.inputs[0])[1]
+    groups = channels if node.op_type == "InstanceNormalization" else attr(node, "num_groups", 0)
+    if groups <= 0 or channels % groups:
+        return f"num_groups={groups} does not divide the {channels} channels"
+    for index, what in ((1, "scale"), (2, "bias")):
+        value = input_at(node, index)
+        if value is None or const_array(value) is None:
+            return f"{what} (input {index}) must be a constant; run constant folding first"
+        if const_array(value).size != channels:
+            return f"{what} has {const_array(value).size} values for {channels} channels"
+    return None
+
+
+@visitor("GroupNormalization", "InstanceNormalization", check=_check_group_norm)
+def lower_group_norm(node: ir.Node, ctx: LoweringContext) -> None:
+    """Statistics over each group of channels and all spatial positions, in the layout the
+    input is held in: channels last (N, S..., C) -> (N, S, G, C/G), reduced over axes 1 and 3;
+    else (N, C, S...) -> (N, G, C/G * S), reduced over axis 2. Then scale and bias per channel."""
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    rank = len(shape)
+    channels = shape[1]
+    groups = channels if node.op_type == "InstanceNormalization" else attr(node, "num_groups")
+    spatial = int(np.prod(shape[2:]))
+    held = ctx.perm(x)
+    channels_last = rank > 2 and held[0] == 0 and held[-1] == 1
+    perm = held if channels_last else layout.identity(rank)
+    full = layout.permute(shape, perm)
+    if channels_last:
+        grouped, axes, per_channel = [shape[0], spatial, groups, channels // groups], [1, 3], [channels]
+    else:
+        grouped, axes, per_channel = [shape[0], groups, channels // groups * spatial], [2], [1, channels] + [1] * (rank - 2)
+    reduced = [1 if i in axes else d for i, d in enumerate(grouped)]
+    keep = schema.ReducerOptionsT(keepDims=True)
+    tfl_axes = ctx.int32(axes, "axes")
+
+    src = ctx.temp(grouped, hint="grouped")
+    ctx.emit("RESHAPE", [ctx.tensor(x, perm), ctx.int32(grouped)], [src])
+    mean = ctx.temp(reduced, hint="mean")
+    ctx.emit("MEAN", [src, tfl_axes], [mean], keep)
+    centered = ctx.temp(grouped, hint="centered")
+    ctx.emit("SUB", [src, mean], [centered], schema.SubOptionsT())
+    squared = ctx.temp(grouped, hint="squared")
+    ctx.emit("MUL", [centered, centered], [squared], schema.MulOptionsT())
+    var = ctx.temp(reduced, hint="variance")
+    ctx.emit("MEAN", [squared, tfl_axes], [var], keep)
+    var_eps = ctx.temp(reduced, hint="variance_eps")
+    ctx.emit("ADD", [var, ctx.float32(attr(node, "epsilon", 1e-5), "epsilon")], [var_eps], schema.AddOptionsT())
+    inv_std = ctx.temp(reduced, hint="inv_std")
+    ctx.emit("RSQRT", [var_eps], [inv_std])
+    normalized = ctx.temp(grouped, hint="normalized")
+    ctx.emit("MUL", [centered, inv_std], [normalized], schema.MulOptionsT())
+    ungrouped = ctx.temp(full, hint="ungrouped")
+    ctx.emit("RESHAPE", [normalized, ctx.int32(full)], [ungrouped])
+    scaled = ctx.temp(full, hint="scaled")
+    scale = ctx.float32(const_array(input_at(node, 1)).reshape(per_channel), "scale")
+    ctx.emit("MUL", [ungrouped, scale], [scaled], schema.MulOptionsT())
+    bias = ctx.float32(const_array(input_at(node, 2)).reshape(per_channel), "bias")
+    ctx.emit("ADD", [scaled, bias], [ctx.define(node.outputs[0], perm)], schema.AddOptionsT())
