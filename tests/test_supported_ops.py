@@ -8,7 +8,7 @@ import pytest
 
 from edgec.lower.tflite import registry, unsupported_nodes
 from edgec.supported_ops import onnx_ops, render_markdown, supported_ops
-from tests.helpers import build_model
+from helpers import build_model
 
 from onnx import helper
 

@@ -14,7 +14,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgec.lower.tflite.common import attr, const_input, first_problem, require_const
 from edgec.lower.tflite.context import LoweringContext
-from edgec.lower.tflite.registry import visitor
+from edgec.lower.tflite.registry import ANY_DTYPE, visitor
 
 _UNARY = {
     "Relu": "RELU",
@@ -217,7 +217,47 @@ def _check_identity(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Identity", "Dropout", check=_check_identity, int8=True)
+@visitor("Identity", "Dropout", check=_check_identity, int8=True, dtypes=ANY_DTYPE)
 def lower_identity(node: ir.Node, ctx: LoweringContext) -> None:
     # Inference-mode Dropout is the identity.
     ctx.alias(node.outputs[0], node.inputs[0])
+
+
+# erf(x) = x * P(x^2) / Q(x^2) on x clamped to [-4, 4] (erf is +-1 to float precision past
+# that): the rational approximation of Eigen's and XLA's float erf, a few ulp accurate.
+# TFLite has no ERF builtin; these are MUL/ADD/DIV/MINIMUM/MAXIMUM, all delegated to XNNPACK.
+# (Erf inside the exact GELU pattern never gets here: that pattern becomes one GELU.)
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)
+
+
+@visitor("Erf")
+def lower_erf(node: ir.Node, ctx: LoweringContext) -> None:
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    out = ctx.define(node.outputs[0], perm)
+    shape = ctx.graph.shape(out)
+
+    def op(name, a, b, hint):
+        dst = ctx.temp(shape, hint=hint)
+        options = {"MUL": schema.MulOptionsT, "ADD": schema.AddOptionsT, "DIV": schema.DivOptionsT}.get(name)
+        ctx.emit(name, [a, b], [dst], options() if options else None)
+        return dst
+
+    lo = op("MAXIMUM", ctx.tensor(x, perm), ctx.float32(-4.0, "erf_lo"), "clamped_lo")
+    xc = op("MINIMUM", lo, ctx.float32(4.0, "erf_hi"), "clamped")
+    x2 = op("MUL", xc, xc, "x2")
+
+    def horner(coefficients, hint):
+        acc = op("MUL", x2, ctx.float32(coefficients[0], f"{hint}0"), f"{hint}_mul0")
+        for i, c in enumerate(coefficients[1:], start=1):
+            acc = op("ADD", acc, ctx.float32(c, f"{hint}{i}"), f"{hint}_add{i}")
+            if i < len(coefficients) - 1:
+                acc = op("MUL", acc, x2, f"{hint}_mul{i}")
+        return acc
+
+    p = op("MUL", horner(_ERF_P, "p"), xc, "p_x")
+    q = horner(_ERF_Q, "q")
+    ctx.emit("DIV", [p, q], [out], schema.DivOptionsT())

@@ -14,13 +14,13 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
-from edgec.ir import node_label
+from edgec.ir import node_label, numpy_dtype
 from edgec.lower.tflite import layout, quantized
 from edgec.lower.tflite.activations import take_fused_activation
 from edgec.lower.tflite.context import LoweringContext
 from edgec.lower.tflite.layout import Perm
 from edgec.lower.tflite.qdq import ActivationParams, QuantizedConstant
-from edgec.lower.tflite.registry import visitor
+from edgec.lower.tflite.registry import NUMERIC, visitor
 
 _BINARY = {
     "Add": ("ADD", schema.AddOptionsT),
@@ -68,7 +68,10 @@ def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm,
         return ctx.graph.add_tensor(f"{node_label(ctx.node)}/{value.name}", shape, dtype, data=data,
                                     quantization=quant)
     if array is not None:
-        data = layout.const_in_layout(array.astype(np.float32), out_rank, perm)
+        # Masks and token-id arithmetic keep their integer or bool constants.
+        dtype = numpy_dtype(value)
+        dtype = np.float32 if np.issubdtype(dtype, np.floating) else dtype
+        data = layout.const_in_layout(array.astype(dtype), out_rank, perm)
         return ctx.const_tensor(data, value.name)
     shape = ctx.shape(value)
     if len(shape) == out_rank:
@@ -115,7 +118,7 @@ def _check_binary(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Add", "Sub", "Mul", check=_check_binary, int8=True)
+@visitor("Add", "Sub", "Mul", check=_check_binary, int8=True, dtypes=NUMERIC)
 @visitor("Div", "Max", "Min", check=_check_binary)
 def lower_arithmetic(node: ir.Node, ctx: LoweringContext) -> None:
     op, options_cls = _BINARY[node.op_type]

@@ -1,4 +1,5 @@
-"""ReduceMean / ReduceMax / ReduceSum -> MEAN / REDUCE_MAX / SUM, axes remapped to the layout."""
+"""ReduceMean / ReduceMax / ReduceSum -> MEAN / REDUCE_MAX / SUM, axes remapped to the layout;
+CumSum -> CUMSUM (position ids from a padding mask)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from edgec.ir import static_shape
 from edgec.lower.tflite import layout
 from edgec.lower.tflite.common import attr, const_ints, input_at, normalize_axes, require_const
 from edgec.lower.tflite.context import LoweringContext
-from edgec.lower.tflite.registry import visitor
+from edgec.lower.tflite.registry import NUMERIC, visitor
 
 _REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM"}
 
@@ -48,3 +49,18 @@ def lower_reduce(node: ir.Node, ctx: LoweringContext) -> None:
     tfl_axes = sorted(layout.axis_in(perm, a) for a in axes)
     ctx.emit(_REDUCERS[node.op_type], [ctx.tensor(x, perm), ctx.int32(tfl_axes, "axes")], [out],
              schema.ReducerOptionsT(keepDims=keep))
+
+
+def _check_cumsum(node: ir.Node) -> str | None:
+    """constant axis."""
+    return require_const(node, 1, "axis")
+
+
+@visitor("CumSum", check=_check_cumsum, dtypes=NUMERIC)
+def lower_cumsum(node: ir.Node, ctx: LoweringContext) -> None:
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    axis = const_ints(node, 1)[0] % len(perm)
+    out = ctx.define(node.outputs[0], perm)
+    ctx.emit("CUMSUM", [ctx.tensor(x, perm), ctx.int32(layout.axis_in(perm, axis), "axis")], [out],
+             schema.CumsumOptionsT(exclusive=bool(attr(node, "exclusive", 0)), reverse=bool(attr(node, "reverse", 0))))

@@ -32,6 +32,8 @@ Lower = Callable[[ir.Node, "LoweringContext"], None]  # noqa: F821 (context impo
 FLOAT = frozenset({"float32"})
 # Element types for ops that move or compare data of any kind (masks, token ids, indices).
 ANY_DTYPE = frozenset({"float32", "int64", "int32", "bool"})
+# Arithmetic on position ids and mask sums (ADD, SUB, MUL have int32/int64 kernels).
+NUMERIC = frozenset({"float32", "int64", "int32"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Ops that move data without arithmetic: Reshape, Flatten, Squeeze, Unsqueeze, Transpose,
-Concat, Split, Slice, Gather (constant indices), Pad, Constant.
+Concat, Split, Slice, Expand, Pad, Constant. They take tensors of any element type (masks, ids).
 
 ONNX Transpose emits nothing: it composes into the layout the value is held in. A reshape
 whose merged or split runs of axes are contiguous in the held layout keeps that layout (the
@@ -21,7 +21,7 @@ from edgec.lower.tflite.common import (
 from edgec.lower.tflite.context import Held, LoweringContext
 from edgec.lower.tflite.elementwise import output_layout
 from edgec.lower.tflite.padding import pad_with
-from edgec.lower.tflite.registry import visitor
+from edgec.lower.tflite.registry import ANY_DTYPE, visitor
 
 
 def reshape_to(ctx: LoweringContext, src: ir.Value, dst: ir.Value) -> None:
@@ -52,13 +52,13 @@ def _check_reshape(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Reshape", "Flatten", "Squeeze", "Unsqueeze", check=_check_reshape, int8=True)
+@visitor("Reshape", "Flatten", "Squeeze", "Unsqueeze", check=_check_reshape, int8=True, dtypes=ANY_DTYPE)
 def lower_reshape(node: ir.Node, ctx: LoweringContext) -> None:
     # The output's static shape says everything; axes/shape inputs were checked constant.
     reshape_to(ctx, node.inputs[0], node.outputs[0])
 
 
-@visitor("Transpose", int8=True)
+@visitor("Transpose", int8=True, dtypes=ANY_DTYPE)
 def lower_transpose(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     rank = len(ctx.shape(x))
@@ -75,7 +75,7 @@ def lower_constant(node: ir.Node, ctx: LoweringContext) -> None:
     return None
 
 
-@visitor("Concat", int8=True)
+@visitor("Concat", int8=True, dtypes=ANY_DTYPE)
 def lower_concat(node: ir.Node, ctx: LoweringContext) -> None:
     perm = output_layout(ctx, node)
     axis = attr(node, "axis") % len(perm)
@@ -114,7 +114,7 @@ def _check_split(node: ir.Node) -> str | None:
     return require_const(node, 1, "split sizes")
 
 
-@visitor("Split", check=_check_split, int8=True)
+@visitor("Split", check=_check_split, int8=True, dtypes=ANY_DTYPE)
 def lower_split(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -168,7 +168,7 @@ def _check_slice(node: ir.Node) -> str | None:
     return None
 
 
-@visitor("Slice", check=_check_slice, int8=True)
+@visitor("Slice", check=_check_slice, int8=True, dtypes=ANY_DTYPE)
 def lower_slice(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -186,42 +186,6 @@ def lower_slice(node: ir.Node, ctx: LoweringContext) -> None:
              [src, ctx.int32([b[0] for b in bounds], "begin"), ctx.int32(ends, "end"),
               ctx.int32([b[2] for b in bounds], "strides")],
              [out], schema.StridedSliceOptionsT(endMask=end_mask))
-
-
-def _check_gather(node: ir.Node) -> str | None:
-    """constant scalar or 1-D indices."""
-    indices = const_input(node, 1)
-    if indices is None:
-        return "indices are computed; only constant indices are lowered"
-    if indices.ndim > 1:
-        return f"indices of rank {indices.ndim}; only scalar or 1-D constant indices are lowered"
-    return None
-
-
-@visitor("Gather", check=_check_gather)
-def lower_gather(node: ir.Node, ctx: LoweringContext) -> None:
-    data = node.inputs[0]
-    shape = ctx.shape(data)
-    axis = attr(node, "axis", 0) % len(shape)
-    indices = const_input(node, 1)
-    indices = np.where(indices < 0, indices + shape[axis], indices)
-    perm = ctx.perm(data)
-    src = ctx.tensor(data, perm)
-    if indices.ndim == 1:
-        # 1-D indices keep the rank, so the gathered axis keeps its place in the layout.
-        out = ctx.define(node.outputs[0], perm)
-        ctx.emit("GATHER", [src, ctx.int32(indices, "indices")], [out],
-                 schema.GatherOptionsT(axis=layout.axis_in(perm, axis)))
-        return
-    # x[..., i, ...] is a one-wide SLICE and a RESHAPE that drops the axis (bytes in place).
-    begin, size = [0] * len(shape), list(shape)
-    begin[axis], size[axis] = int(indices), 1
-    sliced = ctx.temp(layout.permute(size, perm), hint="slice")
-    ctx.emit("SLICE", [src, ctx.int32(layout.permute(begin, perm), "begin"),
-                       ctx.int32(layout.permute(size, perm), "size")], [sliced])
-    out_perm = layout.drop_axes(perm, [axis])
-    out = ctx.define(node.outputs[0], out_perm)
-    ctx.emit("RESHAPE", [sliced, ctx.int32(layout.permute(ctx.shape(node.outputs[0]), out_perm))], [out])
 
 
 _PAD_MODES = ("constant", "reflect")
@@ -268,3 +232,28 @@ def lower_pad(node: ir.Node, ctx: LoweringContext) -> None:
     value = const_input(node, 2)
     pad_with(ctx, src, paddings, out, 0.0 if value is None else float(value))
 
+
+
+def _check_expand(node: ir.Node) -> str | None:
+    """constant shape."""
+    return require_const(node, 1, "the shape")
+
+
+@visitor("Expand", check=_check_expand, dtypes=ANY_DTYPE)
+def lower_expand(node: ir.Node, ctx: LoweringContext) -> None:
+    # BROADCAST_TO wants the input at the output's rank: align it first (bytes unchanged).
+    x, y = node.inputs[0], node.outputs[0]
+    out_shape = ctx.shape(y)
+    src = ctx.tensor(x)
+    shape = ctx.shape(x)
+    if len(shape) < len(out_shape):
+        aligned = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+        reshaped = ctx.temp_like(src, aligned, hint="aligned")
+        ctx.emit("RESHAPE", [src, ctx.int32(aligned)], [reshaped])
+        src, shape = reshaped, aligned
+    if tuple(shape) == tuple(out_shape):
+        ctx.hold(y, Held(src, layout.identity(len(out_shape))))
+        return
+    out = ctx.define(y)
+    # Version 1 is the flex op; the builtin kernel registers versions 2 and up.
+    ctx.emit("BROADCAST_TO", [src, ctx.int32(out_shape)], [out], schema.BroadcastToOptionsT(), version=2)
