@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from edgec import preflight
 from edgec.artifact import Artifact
+from edgec.errors import EdgecError
 from edgec.frontends import load_model
 from edgec.frontends.shapes import normalize_input_shapes
 from edgec.pipeline import QuantizeRequest, compile_imported
+from edgec.quantization.calibration import check_calibration_file
 from edgec.targets import load_registry
 from edgec.training.qat import deployment as qat_deployment, is_prepared
 
@@ -54,6 +57,8 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)
+    if not isinstance(target, str):
+        raise EdgecError(f"target {target!r}: expected a target name such as 'x86_64-fp32' (see `edgec targets`)")
     tgt = load_registry(devices).target(target)
     if io is not None:
         tgt = _with_io(tgt, io)
@@ -62,11 +67,25 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
         qat = qat_deployment(model)
         example_inputs = model.example_inputs if example_inputs is None else example_inputs
         model = qat.module
+    # Everything that can be checked before import is: no minutes of work before a typo is reported.
+    preflight.check_options(tgt, samples=samples, calib_percentile=calib_percentile, calib_limit=calib_limit,
+                            accuracy_budget=accuracy_budget, calib_method=calib_method, qat=qat is not None,
+                            quantize_options=dict(calibration=calibration, calib_method=calib_method,
+                                                  calib_percentile=calib_percentile,
+                                                  calib_preprocess=calib_preprocess, calib_limit=calib_limit,
+                                                  accuracy_budget=accuracy_budget))
+    preflight.check_name(name)
+    preflight.check_output_folder(out_dir, model)
+    if tgt.is_integer:
+        check_calibration_file(calibration, calib_preprocess)
+    _check_formats(tgt, formats)
     shapes = normalize_input_shapes(input_shapes)
     t = time.perf_counter()
     log(f"importing {model if isinstance(model, (str, Path)) else type(model).__name__}")
     imported = load_model(model, example_inputs=example_inputs, input_shapes=shapes,
                           allow_pickle=allow_pickle, name=name)
+    if tgt.is_integer:
+        preflight.check_finite_weights(imported.model)
     import_s = time.perf_counter() - t
     request = QuantizeRequest(calibration=calibration, method=calib_method, percentile=calib_percentile,
                               preprocess=calib_preprocess, limit=calib_limit, qat=qat,
@@ -77,11 +96,19 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
                             verify=verify, samples=samples, log=log, timings={"import_s": import_s})
 
 
+def _check_formats(target, formats) -> None:
+    if formats is None:
+        return
+    if isinstance(formats, str) or not all(isinstance(f, str) for f in formats):
+        raise EdgecError(f"formats {formats!r}: expected a list of format names, e.g. ['tflite']")
+    for fmt in formats:
+        if fmt not in target.formats:
+            raise EdgecError(f"--format '{fmt}': target '{target.name}' makes {', '.join(target.formats)}")
+
+
 def _with_io(target, io: str):
     """int8 inputs/outputs for the TFLite artifact (users then feed int8 and read int8)."""
     import dataclasses
-
-    from edgec.errors import EdgecError
 
     if io not in ("float", "int8"):
         raise EdgecError(f"--io '{io}': expected 'float' or 'int8'")

@@ -63,7 +63,7 @@ def _from_path(path: Path, example_inputs, shapes: InputShapes, allow_pickle: bo
         raise ModelLoadError(f"{path}: is a directory; give a .pt2, .pt or .onnx file")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: the file is empty")
-    stem = name or path.name.split(".")[0]
+    stem = name or path.name.split(".")[0] or "model"  # '.hidden.onnx' must not make hidden artifacts
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return ImportedModel(onnx_file.load_onnx(path), stem, str(path), "onnx")

@@ -39,14 +39,32 @@ def normalize_input_shapes(shapes: Mapping | Sequence | None) -> InputShapes:
     """Accept the API's forms: {name: shape}, [shape, ...] for positional inputs, or one shape."""
     if shapes is None:
         return {}
-    if isinstance(shapes, Mapping):
-        return {k: tuple(int(d) for d in v) for k, v in shapes.items()}
-    shapes = list(shapes)
-    if shapes and all(isinstance(d, int) for d in shapes):
-        return {None: tuple(shapes)}
-    if len(shapes) == 1:
-        return {None: tuple(int(d) for d in shapes[0])}
-    return {f"#{i}": tuple(int(d) for d in s) for i, s in enumerate(shapes)}
+    if isinstance(shapes, str):  # the CLI's syntax: '1,3,224,224' or 'x=1,3,224,224;mask=1,16'
+        return parse_input_shapes([p for p in re.split(r"[;\s]+", shapes.strip()) if p])
+    try:
+        if isinstance(shapes, Mapping):
+            return {k: _dims(v) for k, v in shapes.items()}
+        shapes = list(shapes)
+        if shapes and all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in shapes) \
+                and not all(isinstance(d, str) for d in shapes):
+            return {None: _dims(shapes)}
+        if all(isinstance(s, str) for s in shapes):  # ['x=1,3,8,8', 'mask=1,16'], as on the command line
+            return parse_input_shapes(shapes)
+        if len(shapes) == 1:
+            return {None: _dims(shapes[0])}
+        return {f"#{i}": _dims(s) for i, s in enumerate(shapes)}
+    except (TypeError, ValueError):
+        raise InputShapeError(f"input_shapes {shapes!r}: expected a shape like (1, 3, 224, 224), a list of "
+                              "shapes, {name: shape}, or the string '1,3,224,224'") from None
+
+
+def _dims(shape) -> tuple[int, ...]:
+    if isinstance(shape, str):
+        return parse_shape(shape)
+    dims = tuple(shape)
+    if not dims or any(isinstance(d, bool) or int(d) != d or int(d) <= 0 for d in dims):
+        raise InputShapeError(f"input shape {list(dims)}: every dimension must be a positive integer")
+    return tuple(int(d) for d in dims)
 
 
 def shape_for(shapes: InputShapes, index: int, name: str, n_inputs: int) -> tuple[int, ...] | None:

@@ -62,17 +62,13 @@ def load_calibration(source: Any, model: ir.Model, preprocess: str | None = None
             raise CalibrationError(f"{path}: calibration data not found; {HOW_TO}")
         if path.is_dir():
             arrays = [_load_image_folder(path, specs, preprocess)]
-        elif path.suffix == ".npz":
-            arrays = _arrays_from_npz(path, specs)
-        elif path.suffix == ".npy":
-            arrays = [np.load(path, allow_pickle=False)]
         else:
-            raise CalibrationError(f"{path}: unknown calibration file type; {HOW_TO}")
+            arrays = _arrays_from_file(path, specs)
         samples = _split_samples(arrays, specs, str(path))
     elif isinstance(source, np.ndarray) or hasattr(source, "detach"):
         # One stacked array (N, ...) for a single-input model, not an iterable of samples.
         arr = source.detach().cpu().numpy() if hasattr(source, "detach") else source
-        samples = _split_samples([arr], specs, "calibration array")
+        samples = _split_samples([arr], specs, "the calibration array")
     else:
         samples = _samples_from_iterable(source, specs)
     if limit:
@@ -82,25 +78,117 @@ def load_calibration(source: Any, model: ir.Model, preprocess: str | None = None
     return CalibrationSet(samples, str(source) if isinstance(source, (str, Path)) else type(source).__name__)
 
 
-def _arrays_from_npz(path: Path, specs) -> list[np.ndarray]:
+def unusable(what: Any, why: str) -> CalibrationError:
+    return CalibrationError(f"cannot use {what} as calibration data: {why}")
+
+
+def check_calibration_file(source: Any, preprocess: str | None = None) -> None:
+    """Before any work: a calibration file or image folder must be readable and hold finite numbers.
+    Whether its arrays fit the model's inputs is checked once the model is imported."""
+    if not isinstance(source, (str, Path)) or source == "random":
+        return
+    path = Path(source)
+    if not path.exists():
+        raise CalibrationError(f"{path}: calibration data not found; {HOW_TO}")
+    if path.is_dir():
+        files = _image_files(path)
+        parse_preprocess(preprocess)
+        for f in files:
+            _open_image(f).close()
+        return
+    _arrays_from_file(path, None)
+
+
+def _arrays_from_file(path: Path, specs) -> list[np.ndarray]:
+    if path.suffix not in (".npz", ".npy"):
+        raise unusable(path, f"unknown calibration file type '{path.suffix}'; {HOW_TO}")
+    import zipfile
+
+    if path.suffix == ".npz" and not zipfile.is_zipfile(path):
+        raise unusable(path, "not a .npz archive (no zip structure); is it truncated, or a different format?")
+    try:
+        arrays = _arrays_from_npz(path, specs) if path.suffix == ".npz" else {"array": np.load(path, allow_pickle=False)}
+    except CalibrationError:
+        raise
+    except ValueError as exc:  # object arrays (pickles) are refused by allow_pickle=False
+        why = ("it holds Python objects (pickled), not numbers" if "pickle" in str(exc)
+               else f"{_first_line(exc)}; is it truncated?")
+        raise unusable(path, why) from None
+    except Exception as exc:  # BadZipFile, EOFError, OSError, ...: truncated or not an array file
+        raise unusable(path, f"not a readable {path.suffix} file ({type(exc).__name__}: {_first_line(exc)}); "
+                             "is it truncated?") from None
+    for key, arr in arrays.items():
+        check_values(arr, path if len(arrays) == 1 else f"{path} (array '{key}')")
+    return list(arrays.values())
+
+
+def check_values(arr: Any, what: Any) -> np.ndarray:
+    """Numbers, finite, at least one sample: anything else would quantize nonsense (or crash)."""
+    try:
+        arr = np.asarray(arr)
+    except Exception as exc:
+        raise unusable(what, f"not an array ({_first_line(exc)})") from None
+    if arr.dtype.kind not in "biuf":
+        kind = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers",
+                "M": "dates", "m": "time spans", "V": "records"}.get(arr.dtype.kind, "non-numbers")
+        raise unusable(what, f"it holds {kind} (dtype {arr.dtype}); expected real numbers")
+    if arr.ndim == 0:
+        raise unusable(what, "it holds a single number (a 0-d array); expected samples stacked on axis 0")
+    if arr.size == 0:
+        raise unusable(what, f"it is empty (shape {list(arr.shape)})")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise unusable(what, f"it holds {non_finite(arr)}, the first at index {list(first)}; "
+                                 "remove or fix those samples")
+    return arr
+
+
+def non_finite(arr: np.ndarray) -> str:
+    """'2 NaN and 1 infinite values' (the parts that occur)."""
+    counts = [(int(np.isnan(arr).sum()), "NaN"), (int(np.isinf(arr).sum()), "infinite")]
+    parts = [f"{n} {kind}" for n, kind in counts if n]
+    return " and ".join(parts) + (" value" if sum(n for n, _ in counts) == 1 else " values")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _arrays_from_npz(path: Path, specs) -> dict[str, np.ndarray]:
+    """The arrays a model's inputs read (all of them when specs is None, before import)."""
     with np.load(path, allow_pickle=False) as data:
+        if not hasattr(data, "keys"):
+            raise unusable(path, "it is a .npy array saved under a .npz name; rename it to .npy")
         keys = list(data.keys())
+        if not keys:
+            raise unusable(path, "the archive holds no arrays")
+        if specs is None:
+            return {k: data[k] for k in keys}
         names = [n for n, _, _ in specs]
         if all(n in keys for n in names):
-            return [data[n] for n in names]
+            return {n: data[n] for n in names}
         if len(specs) == 1 and len(keys) >= 1:
             # The conventional single-input file: one array (x, arr_0, images, ...). Prefer 'x'/'input'.
             key = next((k for k in ("x", "input", "images", "arr_0") if k in keys), keys[0])
-            return [data[key]]
-        raise CalibrationError(f"{path}: expected arrays named {', '.join(names)}; found {', '.join(keys)}")
+            return {key: data[key]}
+        raise unusable(path, f"expected arrays named {', '.join(names)}; found {', '.join(keys)}")
 
 
 def _split_samples(arrays: list[np.ndarray], specs, what: str) -> list[list[np.ndarray]]:
     """Arrays stacked on axis 0 (N, *input_shape[1:]) -> per-sample lists shaped like the inputs."""
     per_input = []
+    if len(arrays) < len(specs):
+        raise unusable(what, f"the model has {len(specs)} inputs ({', '.join(n for n, _, _ in specs)}); "
+                             f"got arrays for {len(arrays)}")
     for arr, (name, shape, dtype) in zip(arrays, specs):
-        arr = np.asarray(arr)
+        arr = check_values(arr, what)
         shape = tuple(shape)
+        if arr.ndim != len(shape) and not (shape[0] == 1 and arr.ndim >= 2):
+            raise unusable(what, f"the array for input '{name}' has shape {list(arr.shape)}; "
+                                 f"expected (N, {', '.join(map(str, shape[1:]))}) stacked samples")
         if arr.shape[1:] == shape[1:] and shape[0] == 1:
             chunks = [arr[i:i + 1] for i in range(arr.shape[0])]
         elif arr.shape == shape:
@@ -110,14 +198,12 @@ def _split_samples(arrays: list[np.ndarray], specs, what: str) -> list[list[np.n
         elif int(np.prod(arr.shape[1:])) == int(np.prod(shape[1:])) and shape[0] == 1:
             chunks = [arr[i:i + 1].reshape(shape) for i in range(arr.shape[0])]  # e.g. flat MNIST rows
         else:
-            raise CalibrationError(
-                f"{what}: calibration array for input '{name}' has shape {list(arr.shape)}; "
-                f"expected (N, {', '.join(map(str, shape[1:]))}) stacked samples"
-            )
+            raise unusable(what, f"the array for input '{name}' has shape {list(arr.shape)}; "
+                                 f"expected (N, {', '.join(map(str, shape[1:]))}) stacked samples")
         per_input.append([c.astype(dtype) for c in chunks])
     counts = {len(p) for p in per_input}
     if len(counts) != 1:
-        raise CalibrationError(f"{what}: inputs have different sample counts {sorted(counts)}")
+        raise unusable(what, f"its inputs have different sample counts {sorted(counts)}")
     return [list(s) for s in zip(*per_input)]
 
 
@@ -129,13 +215,17 @@ def _samples_from_iterable(source: Iterable, specs) -> list[list[np.ndarray]]:
     batches: list[list[np.ndarray]] = []
     for item in items:
         if isinstance(item, dict):
+            missing = [n for n, _, _ in specs if n not in item]
+            if missing:
+                raise unusable("the calibration iterable", f"a sample has no input '{missing[0]}' "
+                                                           f"(it has {', '.join(map(str, item)) or 'nothing'})")
             item = [item[n] for n, _, _ in specs]
         elif not isinstance(item, (list, tuple)):
             item = [item]
         if len(item) > len(specs):
             item = item[: len(specs)]  # (x, label) pairs from a data loader: keep the inputs
         arrays = [np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t) for t in item]
-        batches.extend(_split_samples(arrays, specs, "calibration iterable"))
+        batches.extend(_split_samples(arrays, specs, "the calibration iterable"))
     return batches
 
 
@@ -175,12 +265,11 @@ def _load_image_folder(folder: Path, specs, preprocess: str | None) -> np.ndarra
         raise CalibrationError(f"{folder}: images need a 4-D NCHW input; the model's is {list(shape)}")
     _, channels, height, width = shape
     opts = parse_preprocess(preprocess)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise CalibrationError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}); {HOW_TO}")
+    files = _image_files(folder)
     images = []
     for f in files:
-        img = Image.open(f).convert("L" if channels == 1 or opts["gray"] else "RGB")
+        with _open_image(f) as img:
+            img = img.convert("L" if channels == 1 or opts["gray"] else "RGB")
         img = img.resize((width, height), Image.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / opts["scale"]
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -192,6 +281,25 @@ def _load_image_folder(folder: Path, specs, preprocess: str | None) -> np.ndarra
             arr = arr / np.asarray(opts["std"], np.float32).reshape(-1, 1, 1)
         images.append(arr.astype(dtype))
     return np.stack(images)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}); {HOW_TO}")
+    return files
+
+
+def _open_image(path: Path):
+    """The decoded image (PIL decodes lazily: load() here surfaces truncated or corrupt files)."""
+    from PIL import Image
+
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except Exception as exc:  # UnidentifiedImageError, OSError (truncated), DecompressionBombError
+        raise unusable(path, f"not a readable image ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def float_tensor_names(model: ir.Model) -> list[str]:
