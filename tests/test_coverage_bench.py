@@ -1,0 +1,57 @@
+"""The coverage benchmark's machinery (benchmarks/coverage.py): it builds a timm and a transformers model
+in subprocesses, compiles them with edgec and measures them against torch; a step that hangs is a failed
+row naming its stage, not a dead benchmark. Skips when the optional `models` extra is not installed."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+needs_models = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("timm", "transformers")),
+    reason="timm/transformers not installed (the 'models' extra; `make coverage` installs them)")
+
+
+@needs_models
+def test_builds_a_timm_and_a_transformers_model_and_compiles_them_for_fp32(tmp_path):
+    from benchmarks import coverage
+
+    rc = coverage.main(["--only", "lcnet_050,hf_distilbert", "--targets", "x86_64-fp32", "--formats", "tflite",
+                        "--results", str(tmp_path / "results"), "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    rows = {r["model"]: r for r in json.loads((tmp_path / "results" / "coverage.json").read_text())}
+    assert set(rows) == {"lcnet_050", "hf_distilbert"}
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row.get("stage"), row.get("cause"))
+        assert set(row["vs_torch"]) == {"tflite"}  # the artifact was run and compared with torch
+        assert row["max_rel_error"] <= 1e-4 and row["sqnr_db"] > 60, row["vs_torch"]
+    assert rows["hf_distilbert"]["inputs"][0] == {"shape": [1, 64], "dtype": "int64"}
+    assert "2/2 ok (100%)" in (tmp_path / "results" / "coverage.md").read_text()
+
+
+def test_a_step_past_its_timeout_is_a_failed_row_naming_the_stage(tmp_path):
+    from benchmarks import coverage
+
+    row = coverage.run_step(["build", "resnet50", str(tmp_path)], tmp_path / "resnet50.result.json",
+                            tmp_path / "build.log", coverage.child_env("edgec"), timeout=0.5)
+    assert row["status"] == "failed" and row["crashed"]
+    assert row["cause"] == "timed out after 0 s" or row["cause"].startswith("timed out after")
+    assert row["stage"] in ("start", "build")
+    assert not (tmp_path / "resnet50.result.json").exists()
+
+
+def test_failures_group_by_stage_and_named_ops():
+    from benchmarks.coverage_support.report import cause_key
+
+    a = {"stage": "lower", "ops": ["Erf", "Gather"], "cause": "2 node(s) cannot be lowered ..."}
+    b = {"stage": "verify", "cause": "verification failed, no artifact written:\n  tflite vs torch: max_rel_error "
+                                     "3.1e-03 > 1e-04 at 'node_17'"}
+    c = {"stage": "verify", "cause": "verification failed, no artifact written:\n  tflite vs torch: max_rel_error "
+                                     "9.9e-02 > 1e-04 at 'node_3'"}
+    assert cause_key(a) == "lower: unsupported Erf, Gather"
+    assert cause_key(b) == cause_key(c) != cause_key(a)
