@@ -2,6 +2,7 @@
 #   make demo    set-up + compile the bundled example and print its verification figures
 #   make test    set-up + the test suite (what .ci/run calls)
 #   make bench   set-up + the slow benchmarks (excluded from `make test`)
+#   make coverage  set-up + timm/transformers + the real-architecture coverage table (benchmarks/coverage.py)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ SYSDEPS_STAMP := $(VENV)/.sysdeps
 # Tests run in parallel workers; 2 matches this project's CI machine.
 JOBS   ?= 2
 
-.PHONY: setup sysdeps demo test bench peers bench-int8 clean
+.PHONY: setup sysdeps demo test bench peers bench-int8 models coverage clean
 
 setup: $(STAMP) $(SYSDEPS_STAMP)
 
@@ -62,6 +63,20 @@ peers: $(PEERS)/.installed
 # edgec int8 vs the TFLite converter's int8 vs onnxruntime's quantize_static (issue 3).
 bench-int8: setup peers
 	$(PY) benchmarks/bench_int8.py
+
+# The optional 'models' extra (timm, transformers) without letting pip touch torch: timm's torchvision
+# requirement is skipped on purpose (see pyproject.toml); its other requirements come with transformers.
+$(VENV)/.models: pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q 'transformers>=5' 'huggingface_hub' 'safetensors' 'pyyaml'
+	$(PY) -m pip install -q --no-deps 'timm>=1.0'
+	touch $@
+
+models: $(VENV)/.models
+
+# 52 timm/transformers architectures (random weights) x {x86_64-fp32, x86_64-int8}; not part of `make test`.
+# Table in benchmarks/results/coverage.md. Pass e.g. COVERAGE_ARGS='--only resnet18 --jobs 2'.
+coverage: setup models
+	$(PY) benchmarks/coverage.py $(COVERAGE_ARGS)
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache
