@@ -18,6 +18,7 @@ from edgec.errors import EdgecError
 from edgec.lower.tvm.fusion import block_fusion_passes
 from edgec.lower.tvm.importer import short_reason
 from edgec.lower.tvm.qdq import legalize_qdq
+from edgec.lower.tvm.schedules import default_cpu_schedule
 from edgec.targets import Target
 
 # The Relax pipeline, in order. Each stage is a list of passes; the empty ones are where
@@ -59,6 +60,9 @@ def relax_pipeline(
     if target.options.get("block_fusion"):  # devices.yaml: one tiled kernel per ConvFirst/MBConv block
         for name, passes in block_fusion_passes().items():
             stages[name] = list(stages[name]) + passes
+    if tvm_target.kind.name == "llvm":
+        # After block fusion's own schedule: the default rule leaves fused blocks alone.
+        stages["schedule"] = list(stages["schedule"]) + [default_cpu_schedule]
     return [(name, list(stages[name]) + list(extra_passes.get(name, ()))) for name in RELAX_STAGES]
 
 
