@@ -2,8 +2,8 @@
 
 Data sources: .npz / .npy arrays, a folder of images with a preprocessing spec, any Python
 iterable (API), or the explicit string "random" for latency-only work (the report then says
-accuracy is unknown). Every float tensor of the graph is exposed as an output of one
-onnxruntime session, and the calibration set is streamed through it in batches.
+accuracy is unknown). The statistics of every float tensor are computed inside one
+onnxruntime session (statistics_graph), several samples per call where the graph allows it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import onnx_ir as ir
 
 from edgec.errors import EdgecError
 from edgec.ir import input_specs, to_proto
+from edgec.quantization.batching import BatchedRunner, batch_size_for
 from edgec.quantization.observers import METHODS, TensorObserver, needs_histogram
+from edgec.quantization.statistics_graph import observe, reducing_graph, reductions_agree, static_shapes
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -312,18 +314,19 @@ def float_tensor_names(model: ir.Model) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def exposing_session(model: ir.Model, names: list[str]):
-    import onnxruntime as ort
-
-    proto = to_proto(model)
-    existing = {o.name for o in proto.graph.output}
+def _exposing_proto(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    existing = {o.name for o in out.graph.output}
     for name in names:
         if name not in existing:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return out
+
+
+def exposing_session(model: ir.Model, names: list[str]):
+    """An onnxruntime session whose outputs are the graph's plus every tensor in `names`."""
+    sess = _session(_exposing_proto(to_proto(model), names))
     return sess, [o.name for o in sess.get_outputs()]
 
 
@@ -332,35 +335,112 @@ class Statistics:
     ranges: dict[str, tuple[float, float]]  # tensor -> calibrated (lo, hi)
     minmax: dict[str, tuple[float, float]]  # tensor -> observed (min, max), to report clipping
     channel_means: dict[str, np.ndarray]  # tensor -> per-channel mean, for bias correction
+    # tensor -> per-channel observed (min, max), where the tensor has channels
+    channel_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    method: str = "minmax"
+
+    def with_channels_scaled(self, factors: dict[str, np.ndarray]) -> Statistics | None:
+        """The statistics of the same graph with channel c of tensor t multiplied by
+        factors[t][c] > 0 (how cross-layer equalization's graph relates to the original),
+        without running it. None where that would not be exact: ranges from a histogram
+        method, or a rescaled tensor observed without per-channel extremes."""
+        if self.method != "minmax":
+            return None
+        ranges, minmax = dict(self.ranges), dict(self.minmax)
+        means, channel_ranges = dict(self.channel_means), dict(self.channel_ranges)
+        for name, factor in factors.items():
+            if name not in self.minmax:
+                continue  # not an observed tensor
+            factor = np.asarray(factor, np.float32)
+            if name not in channel_ranges or channel_ranges[name][0].shape != factor.shape or np.any(factor <= 0):
+                return None
+            lo, hi = (c * factor for c in channel_ranges[name])
+            channel_ranges[name] = (lo, hi)
+            ranges[name] = minmax[name] = (float(lo.min()), float(hi.max()))
+            if name in means:
+                means[name] = means[name] * factor
+        return Statistics(ranges, minmax, means, channel_ranges, self.method)
+
+
+# Bytes of activations one onnxruntime call may hold: sets how many samples go per call.
+BATCH_BYTES = 256 << 20
 
 
 def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
                        progress: Progress | None = None) -> Statistics:
-    """Ranges, observed extremes and channel means of every float activation of the graph."""
+    """Ranges, observed extremes and channel means of every float activation of the graph.
+
+    One pass computes min/max/channel sums inside the graph (statistics_graph); the histogram
+    methods add a second pass over the exposed activations. Both run several samples per
+    onnxruntime call where the graph allows a batch (batching)."""
     if method not in METHODS:
         raise CalibrationError(f"unknown --calib-method '{method}'; expected one of {', '.join(METHODS)}")
     names = float_tensor_names(model)
-    sess, out_names = exposing_session(model, names)
-    in_names = [i.name for i in sess.get_inputs()]
     observers = {n: TensorObserver() for n in names}
-    phases = ["ranges", "histograms"] if needs_histogram(method) else ["ranges"]
-    for phase in phases:
-        for i, sample in enumerate(data.samples):
-            outputs = sess.run(None, dict(zip(in_names, sample)))
-            values = dict(zip(out_names, outputs))
-            for n, arr in zip(in_names, sample):
-                values.setdefault(n, arr)
-            for n, obs in observers.items():
-                if n in values:
-                    (obs.update_minmax if phase == "ranges" else obs.update_histogram)(values[n])
-            if progress:
-                progress(f"calibration ({phase})", i + 1, len(data.samples))
+    proto = to_proto(model)
+    shapes = static_shapes(model, proto)
+    _observe_reductions(proto, shapes, names, data.samples, observers, progress)
+    if needs_histogram(method):
+        _observe_histograms(proto, shapes, names, data.samples, observers, progress)
     means = {n: obs.channel_mean() for n, obs in observers.items()}
+    channel_ranges = {n: obs.channel_range() for n, obs in observers.items()}
     return Statistics(
         ranges={n: obs.range(method, percentile) for n, obs in observers.items()},
         minmax={n: (obs.lo, obs.hi) for n, obs in observers.items()},
         channel_means={n: m for n, m in means.items() if m is not None},
+        channel_ranges={n: r for n, r in channel_ranges.items() if r is not None},
+        method=method,
     )
+
+
+def _session(proto: onnx.ModelProto):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    opts.log_severity_level = 3
+    return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _tensor_bytes(shapes: dict[str, tuple[int, ...]], names: list[str]) -> list[int]:
+    # An unknown shape counts as the largest known one.
+    sizes = [4 * int(np.prod(shapes[n])) if n in shapes else -1 for n in names]
+    largest = max(sizes, default=0)
+    return [s if s >= 0 else largest for s in sizes]
+
+
+def _observe_reductions(proto, shapes, names, samples, observers, progress) -> None:
+    graph, reductions = reducing_graph(proto, names, shapes)
+    # Activations die as the graph runs: a few of the largest are alive at once.
+    per_sample = 4 * max(_tensor_bytes(shapes, names), default=0)
+    outputs = [o.name for o in graph.graph.output]
+    runner = BatchedRunner(graph, _session, samples, batch_size_for(per_sample, BATCH_BYTES),
+                           agree=reductions_agree(reductions, outputs))
+    done = 0
+    for inputs, count in runner.batches(samples):
+        values = dict(zip(runner.output_names, runner.run(inputs)))
+        observe(reductions, values, count, observers)
+        done += count
+        if progress:
+            progress("calibration (ranges)", done, len(samples))
+
+
+def _observe_histograms(proto, shapes, names, samples, observers, progress) -> None:
+    graph = _exposing_proto(proto, names)
+    # Every exposed activation is alive at the end of the call.
+    per_sample = sum(_tensor_bytes(shapes, names))
+    runner = BatchedRunner(graph, _session, samples, batch_size_for(per_sample, BATCH_BYTES))
+    in_names = [v.name for v in proto.graph.input]
+    done = 0
+    for inputs, count in runner.batches(samples):
+        values = dict(zip(runner.output_names, runner.run(inputs)))
+        values.update((n, a) for n, a in zip(in_names, inputs) if n not in values)
+        for n, obs in observers.items():
+            if n in values:
+                obs.update_histogram(values[n])
+        done += count
+        if progress:
+            progress("calibration (histograms)", done, len(samples))
 
 
 def collect_ranges(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,

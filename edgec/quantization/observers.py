@@ -19,40 +19,81 @@ def needs_histogram(method: str) -> bool:
     return method != "minmax"
 
 
+def channel_axis(rank: int) -> int | None:
+    """Channels are axis 1 of NCHW tensors and the last axis otherwise (Gemm/MatMul inputs)."""
+    if rank < 2:
+        return None
+    return 1 if rank == 4 else rank - 1
+
+
 class TensorObserver:
-    """Min/max of one tensor, then (optionally) its histogram over [min, max]."""
+    """Min/max of one tensor (overall and per channel) and its per-channel mean, then
+    (optionally) its histogram over [min, max]."""
 
     def __init__(self):
         self.lo = np.inf
         self.hi = -np.inf
         self.hist: np.ndarray | None = None
+        self.channel_lo: np.ndarray | None = None
+        self.channel_hi: np.ndarray | None = None
         self._channel_sum: np.ndarray | None = None
         self._channel_count = 0
+        self._channels_consistent = True
 
     def update_minmax(self, x: np.ndarray) -> None:
-        if x.size:
-            self.lo = min(self.lo, float(np.min(x)))
-            self.hi = max(self.hi, float(np.max(x)))
-            self._update_channel_mean(x)
-
-    def _update_channel_mean(self, x: np.ndarray) -> None:
-        # Channels are axis 1 of NCHW tensors and the last axis otherwise (Gemm/MatMul inputs).
-        if x.ndim < 2:
+        """Observe a whole tensor (numpy reductions; `update_reduced` takes them precomputed)."""
+        x = np.asarray(x)
+        if not x.size:
             return
-        axis = 1 if x.ndim == 4 else x.ndim - 1
-        moved = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]).astype(np.float64)
-        total = moved.sum(axis=0)
-        if self._channel_sum is None or self._channel_sum.shape != total.shape:
-            self._channel_sum, self._channel_count = total, 0
+        axis = channel_axis(x.ndim)
+        if axis is None:
+            self.update_reduced(np.min(x), np.max(x))
+            return
+        channels = x.shape[axis]
+        if axis == 1:
+            rows = x.reshape(x.shape[0], channels, -1)  # reduce the contiguous spatial axis first
+            lo, hi = rows.min(axis=2).min(axis=0), rows.max(axis=2).max(axis=0)
+            total = rows.sum(axis=2, dtype=np.float64).sum(axis=0)
         else:
-            self._channel_sum = self._channel_sum + total
-        self._channel_count += moved.shape[0]
+            rows = x.reshape(-1, channels)
+            lo, hi, total = rows.min(axis=0), rows.max(axis=0), rows.sum(axis=0, dtype=np.float64)
+        self.update_reduced(lo, hi, total, x.size // channels)
+
+    def update_reduced(self, lo, hi, channel_sum: np.ndarray | None = None, count: int = 0) -> None:
+        """Fold in one batch's reductions: `lo`/`hi` per channel ([C]) or overall (scalars), and
+        the per-channel sum over `count` elements per channel."""
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        if lo.size == 0:
+            return
+        self.lo = min(self.lo, float(lo.min()))
+        self.hi = max(self.hi, float(hi.max()))
+        if lo.ndim != 1 or channel_sum is None or not self._channels_consistent:
+            return
+        if self.channel_lo is not None and self.channel_lo.shape != lo.shape:
+            # The channel count changed between batches (a dynamic shape): no per-channel figures.
+            self._channels_consistent = False
+            self.channel_lo = self.channel_hi = self._channel_sum = None
+            return
+        if self.channel_lo is None:
+            self.channel_lo, self.channel_hi = lo, hi
+            self._channel_sum, self._channel_count = np.asarray(channel_sum, np.float64), count
+        else:
+            self.channel_lo = np.minimum(self.channel_lo, lo)
+            self.channel_hi = np.maximum(self.channel_hi, hi)
+            self._channel_sum = self._channel_sum + channel_sum
+            self._channel_count += count
 
     def channel_mean(self) -> np.ndarray | None:
         """Mean per channel over everything observed: what bias correction needs (E[x])."""
         if self._channel_sum is None or not self._channel_count:
             return None
         return (self._channel_sum / self._channel_count).astype(np.float32)
+
+    def channel_range(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-channel (min, max): lets statistics follow a per-channel rescaling exactly."""
+        if self.channel_lo is None:
+            return None
+        return self.channel_lo.astype(np.float32), self.channel_hi.astype(np.float32)
 
     def update_histogram(self, x: np.ndarray) -> None:
         lo, hi = self._edges_range()
