@@ -137,7 +137,7 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     """Calibrate and insert QDQ, with the accuracy tools the target enables, each measured:
     the output SQNR vs float with the tool and without it goes into the report."""
     from edgec.passes import get_pass
-    from edgec.quantization import quantize_model
+    from edgec.quantization import quantize_model, quantized_tensor_names
     from edgec.quantization.calibration import collect_statistics, load_calibration
     from edgec.quantization.mixed_precision import choose_float_fallback
     from edgec.quantization.sensitivity import choose_int4_layers
@@ -160,8 +160,11 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
                                              "refusals": [r.as_dict() for r in cle.refusals]}
     log(f"calibrating on {len(data)} samples ({method})")
     progress = lambda phase, done, total: log(f"{phase}: {done}/{total}")  # noqa: E731
+    # Only the tensors the quantizer reads (faster), unless a float-fallback search tries others.
+    searching = q.weight_bits != 4 and request.accuracy_budget is not None
+    observed = None if searching else quantized_tensor_names(float_model)
     statistics = collect_statistics(float_model, data, method=method, percentile=options["percentile"],
-                                    progress=progress)
+                                    progress=progress, tensors=observed)
     mixed = None
     if q.weight_bits == 4:
         # W4A8: which layers get int4 weights (all but the ends, or greedily under a budget).
@@ -194,7 +197,9 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
         tools["bias_correction"] = {"enabled": False}
     if equalize:
         log("measuring cross-layer equalization")
-        without, _ = quantize_model(model, data, bias_correction=correct_bias, **options)
+        # The un-equalized graph's statistics follow from the equalized one's (minmax): no second calibration.
+        without, _ = quantize_model(model, data, bias_correction=correct_bias,
+                                    statistics=statistics.with_channels_scaled(cle.channel_scales), **options)
         tools["cross_layer_equalization"].update(sqnr_db=sqnr, sqnr_db_without=output_sqnr(without))
     else:
         tools["cross_layer_equalization"] = {"enabled": False}

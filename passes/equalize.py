@@ -56,15 +56,24 @@ def _scale_in_channels(node: ir.Node, w: np.ndarray, s: np.ndarray) -> np.ndarra
 class CrossLayerEqualization(EdgecPass):
     name = "cross_layer_equalization"
 
+    def __init__(self) -> None:
+        super().__init__()
+        # tensor -> s per channel, with original = equalized * s: calibration derives the
+        # un-equalized graph's statistics from the equalized one's instead of running both.
+        self.channel_scales: dict[str, np.ndarray] = {}
+
     def apply(self, model: ir.Model) -> bool:
         graph = model.graph
         names = ValueNames(graph)
+        self.channel_scales = {}
         pairs = self._pairs(graph)
         if not pairs:
             return False
         for _ in range(SWEEPS):
             for first, second in pairs:
-                self._equalize(graph, names, first, second)
+                s = self._equalize(graph, names, first, second)
+                for value in _between(first, second):
+                    self.channel_scales[value.name] = self.channel_scales.get(value.name, 1.0) * s
         self.note(f"equalized {len(pairs)} layer pair(s)")
         return True
 
@@ -97,7 +106,8 @@ class CrossLayerEqualization(EdgecPass):
         return pairs
 
     @staticmethod
-    def _equalize(graph: ir.Graph, names: ValueNames, first: ir.Node, second: ir.Node) -> None:
+    def _equalize(graph: ir.Graph, names: ValueNames, first: ir.Node, second: ir.Node) -> np.ndarray:
+        """Rescale the pair; returns s (the tensors between them are now original / s)."""
         old = [first.inputs[1], first.inputs[2] if len(first.inputs) > 2 else None, second.inputs[1]]
         w1, w2 = const_array(first.inputs[1]), const_array(second.inputs[1])
         r1 = _out_channel_ranges(first, w1)
@@ -111,3 +121,12 @@ class CrossLayerEqualization(EdgecPass):
         second.replace_input_with(1, add_initializer(graph, names, f"{second.inputs[1].name}_eq",
                                                      _scale_in_channels(second, w2, s).astype(np.float32)))
         drop_unused_initializers(graph, old)
+        return s
+
+
+def _between(first: ir.Node, second: ir.Node) -> list[ir.Value]:
+    """The tensors from `first`'s output to `second`'s input (with the activation between)."""
+    values = [first.outputs[0]]
+    if second.inputs[0] is not first.outputs[0]:
+        values.append(second.inputs[0])
+    return values

@@ -16,6 +16,15 @@ from edgec.ir import clone
 from edgec.quantization.calibration import CalibrationSet, Progress, Statistics, collect_statistics, load_calibration
 
 
+def quantized_tensor_names(model: ir.Model, exclude_nodes: frozenset[str] = frozenset()) -> list[str]:
+    """The activations the quantize pass gives parameters to (each needs a calibrated range)."""
+    from edgec.passes.quantize import QuantizeOptions, QuantizeQDQ, integer_nodes
+
+    ints, _ = integer_nodes(model.graph, frozenset(exclude_nodes))
+    qpass = QuantizeQDQ(QuantizeOptions(ranges={}))
+    return qpass._quantized_tensors(model.graph, ints, qpass._fused_pairs(model.graph, ints))
+
+
 def quantize_model(model: ir.Model, calibration: Any, *, method: str = "minmax", percentile: float = 99.99,
                    weight_bits: int = 8, node_weight_bits: dict[str, int] | None = None,
                    exclude_nodes: frozenset[str] = frozenset(), bias_correction: bool = True,
@@ -30,7 +39,14 @@ def quantize_model(model: ir.Model, calibration: Any, *, method: str = "minmax",
 
     data = calibration if isinstance(calibration, CalibrationSet) else \
         load_calibration(calibration, model, preprocess=preprocess, limit=limit)
-    stats = statistics or collect_statistics(model, data, method=method, percentile=percentile, progress=progress)
+    needed = quantized_tensor_names(model, exclude_nodes)
+    stats = statistics or collect_statistics(model, data, method=method, percentile=percentile, progress=progress,
+                                             tensors=needed)
+    missing = [n for n in needed if n not in stats.ranges]
+    if missing:
+        # Statistics of a subset (e.g. calibrated for other excluded nodes): calibrate the rest.
+        stats = stats.merged(collect_statistics(model, data, method=stats.method, percentile=percentile,
+                                                progress=progress, tensors=missing))
     qdq = clone(model)
     qpass = QuantizeQDQ(QuantizeOptions(ranges=stats.ranges, weight_bits=weight_bits,
                                         node_weight_bits=dict(node_weight_bits or {}),

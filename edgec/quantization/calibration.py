@@ -362,24 +362,44 @@ class Statistics:
         return Statistics(ranges, minmax, means, channel_ranges, self.method)
 
 
+    def merged(self, other: Statistics) -> Statistics:
+        """These statistics plus `other`'s for tensors these lack (the same graph and data)."""
+        def union(mine: dict, theirs: dict) -> dict:
+            return {**theirs, **mine}
+
+        return Statistics(union(self.ranges, other.ranges), union(self.minmax, other.minmax),
+                          union(self.channel_means, other.channel_means),
+                          union(self.channel_ranges, other.channel_ranges), self.method)
+
+
 # Bytes of activations one onnxruntime call may hold: sets how many samples go per call.
 BATCH_BYTES = 256 << 20
 
 
-def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
-                       progress: Progress | None = None) -> Statistics:
-    """Ranges, observed extremes and channel means of every float activation of the graph.
+# Ops whose input 0 feeds bias correction (the per-channel mean E[x]).
+WEIGHT_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
-    One pass computes min/max/channel sums inside the graph (statistics_graph); the histogram
+
+def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "minmax", percentile: float = 99.99,
+                       progress: Progress | None = None, tensors: list[str] | None = None) -> Statistics:
+    """Ranges and observed extremes (overall and per channel) of the float activations of the
+    graph (`tensors`, default all of them), and the channel means of the weight layers' inputs.
+
+    Observing fewer tensors is faster: onnxruntime can then fuse the unobserved ones away.
+    One pass computes the reductions inside the graph (statistics_graph); the histogram
     methods add a second pass over the exposed activations. Both run several samples per
     onnxruntime call where the graph allows a batch (batching)."""
     if method not in METHODS:
         raise CalibrationError(f"unknown --calib-method '{method}'; expected one of {', '.join(METHODS)}")
     names = float_tensor_names(model)
+    if tensors is not None:
+        wanted = set(tensors)
+        names = [n for n in names if n in wanted]
     observers = {n: TensorObserver() for n in names}
     proto = to_proto(model)
     shapes = static_shapes(model, proto)
-    _observe_reductions(proto, shapes, names, data.samples, observers, progress)
+    sums = {n.inputs[0].name for n in model.graph if n.op_type in WEIGHT_LAYER_OPS and n.inputs and n.inputs[0]}
+    _observe_reductions(proto, shapes, names, sums, data.samples, observers, progress)
     if needs_histogram(method):
         _observe_histograms(proto, shapes, names, data.samples, observers, progress)
     means = {n: obs.channel_mean() for n, obs in observers.items()}
@@ -393,11 +413,12 @@ def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "min
     )
 
 
-def _session(proto: onnx.ModelProto):
+def _session(proto: onnx.ModelProto, optimize: bool = False):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    level = ort.GraphOptimizationLevel
+    opts.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
     opts.log_severity_level = 3
     return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
@@ -409,13 +430,15 @@ def _tensor_bytes(shapes: dict[str, tuple[int, ...]], names: list[str]) -> list[
     return [s if s >= 0 else largest for s in sizes]
 
 
-def _observe_reductions(proto, shapes, names, samples, observers, progress) -> None:
-    graph, reductions = reducing_graph(proto, names, shapes)
+def _observe_reductions(proto, shapes, names, sums, samples, observers, progress) -> None:
+    graph, reductions = reducing_graph(proto, names, shapes, sums)
     # Activations die as the graph runs: a few of the largest are alive at once.
     per_sample = 4 * max(_tensor_bytes(shapes, names), default=0)
     outputs = [o.name for o in graph.graph.output]
-    runner = BatchedRunner(graph, _session, samples, batch_size_for(per_sample, BATCH_BYTES),
-                           agree=reductions_agree(reductions, outputs))
+    # Only the reductions read the activations, so onnxruntime may optimize the graph fully
+    # (fusions, blocked layouts): that changes results by float rounding, not the statistics.
+    runner = BatchedRunner(graph, lambda p: _session(p, optimize=True), samples,
+                           batch_size_for(per_sample, BATCH_BYTES), agree=reductions_agree(reductions, outputs))
     done = 0
     for inputs, count in runner.batches(samples):
         values = dict(zip(runner.output_names, runner.run(inputs)))

@@ -61,26 +61,25 @@ class TensorObserver:
 
     def update_reduced(self, lo, hi, channel_sum: np.ndarray | None = None, count: int = 0) -> None:
         """Fold in one batch's reductions: `lo`/`hi` per channel ([C]) or overall (scalars), and
-        the per-channel sum over `count` elements per channel."""
+        optionally the per-channel sum over `count` elements per channel."""
         lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
         if lo.size == 0:
             return
         self.lo = min(self.lo, float(lo.min()))
         self.hi = max(self.hi, float(hi.max()))
-        if lo.ndim != 1 or channel_sum is None or not self._channels_consistent:
+        if lo.ndim != 1 or not self._channels_consistent:
             return
         if self.channel_lo is not None and self.channel_lo.shape != lo.shape:
             # The channel count changed between batches (a dynamic shape): no per-channel figures.
             self._channels_consistent = False
             self.channel_lo = self.channel_hi = self._channel_sum = None
             return
-        if self.channel_lo is None:
-            self.channel_lo, self.channel_hi = lo, hi
-            self._channel_sum, self._channel_count = np.asarray(channel_sum, np.float64), count
-        else:
-            self.channel_lo = np.minimum(self.channel_lo, lo)
-            self.channel_hi = np.maximum(self.channel_hi, hi)
-            self._channel_sum = self._channel_sum + channel_sum
+        first = self.channel_lo is None
+        self.channel_lo = lo if first else np.minimum(self.channel_lo, lo)
+        self.channel_hi = hi if first else np.maximum(self.channel_hi, hi)
+        if channel_sum is not None:
+            channel_sum = np.asarray(channel_sum, np.float64)
+            self._channel_sum = channel_sum if self._channel_sum is None else self._channel_sum + channel_sum
             self._channel_count += count
 
     def channel_mean(self) -> np.ndarray | None:

@@ -2,10 +2,10 @@
 
 Exposing every activation as a graph output makes onnxruntime keep them all alive and copy
 them into numpy, where min, max and channel sums read each one again, on one core. Instead,
-each observed tensor t gets ReduceMin / ReduceMax / ReduceSum consumers that leave only a
-[batch, channels] row per statistic (a scalar min/max for tensors without channels), so
-onnxruntime frees activations as it goes and reduces them on its own threads, while the data
-is still in cache. The channel convention is the observers' (edgec.quantization.observers).
+each observed tensor t gets ReduceMin / ReduceMax (and, where bias correction needs the
+channel means, ReduceSum) consumers that leave only a [batch, channels] row per statistic (a
+scalar min/max for tensors without channels), so onnxruntime frees activations as it goes and
+reduces them on its own threads, while the data is still in cache. The channel convention is the observers' (edgec.quantization.observers).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ OPS = ("ReduceMin", "ReduceMax", "ReduceSum")
 class Reduction:
     tensor: str
     outputs: tuple[str, ...]  # min, max[, sum] output names
-    per_channel: bool  # rows [batch, channels]; else whole-tensor scalars
+    per_channel: bool  # rows [batch, channels]; else whole-tensor scalars (and no sum)
     per_sample_count: int = 0  # elements per channel in one sample (per_channel only)
 
 
@@ -54,9 +54,10 @@ def _opset(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def reducing_graph(proto: onnx.ModelProto, names: list[str],
-                   shapes: dict[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, list[Reduction]]:
-    """`proto` (a batch-1 graph; `shapes`: its tensors' static shapes) plus, per name, its reductions as extra outputs.
+def reducing_graph(proto: onnx.ModelProto, names: list[str], shapes: dict[str, tuple[int, ...]],
+                   sums: set[str] = frozenset()) -> tuple[onnx.ModelProto, list[Reduction]]:
+    """`proto` (a batch-1 graph; `shapes`: its tensors' static shapes) plus, per name, its
+    reductions as extra outputs: min and max, and for the names in `sums` the channel sums.
 
     Per-channel rows need a static batch-1 shape with the batch on axis 0 (a tensor of
     rank >= 2); other tensors get whole-tensor min/max."""
@@ -73,7 +74,7 @@ def reducing_graph(proto: onnx.ModelProto, names: list[str],
         if axis is not None:
             # Keep axis 0 (batch) and the channel axis: rows that a batch of samples stacks.
             axes = [a for a in range(1, len(shape)) if a != axis]
-            ops = OPS
+            ops = OPS if name in sums else OPS[:2]
         else:
             axes, ops = None, OPS[:2]
         outputs = tuple(f"{name}/calibration_{op[6:].lower()}" for op in ops)
@@ -111,10 +112,9 @@ def observe(reductions: list[Reduction], values: dict[str, np.ndarray], samples:
     for r in reductions:
         obs = observers[r.tensor]
         if r.per_channel:
-            lo, hi, total = (values[o] for o in r.outputs)
-            lo, hi = np.asarray(lo), np.asarray(hi)
-            obs.update_reduced(lo.min(axis=0), hi.max(axis=0), np.asarray(total, np.float64).sum(axis=0),
-                               r.per_sample_count * lo.shape[0])
+            lo, hi = np.asarray(values[r.outputs[0]]), np.asarray(values[r.outputs[1]])
+            total = np.asarray(values[r.outputs[2]], np.float64).sum(axis=0) if len(r.outputs) > 2 else None
+            obs.update_reduced(lo.min(axis=0), hi.max(axis=0), total, r.per_sample_count * lo.shape[0])
         else:
             lo, hi = (values[o] for o in r.outputs)
             obs.update_reduced(lo, hi)
