@@ -66,8 +66,13 @@ def torchvision_works() -> bool:
     return probe.returncode == 0
 
 
-def run_step(args: list[str], result_path: Path, log_path: Path, env: dict, timeout: float) -> dict:
-    """Run one runner step; its result JSON, or a failure naming the stage it was in when it died."""
+def run_step(args: list[str], result_path: Path, log_path: Path, env: dict, timeout: float,
+             resume: bool = False) -> dict:
+    """Run one runner step; its result JSON, or a failure naming the stage it was in when it died.
+    resume: a result a previous run left in the work folder is taken as it is."""
+    if resume and result_path.exists():
+        return json.loads(result_path.read_text())
+    result_path.unlink(missing_ok=True)
     t = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "benchmarks.coverage_support.runner", *args], cwd=REPO,
@@ -94,12 +99,13 @@ def run_step(args: list[str], result_path: Path, log_path: Path, env: dict, time
     return {"status": "failed", "stage": stage, "cause": cause, "crashed": True, "seconds": seconds}
 
 
-def run_model(name: str, targets: list[str], workdir: Path, timeout: float, formats: str | None = None) -> list[dict]:
+def run_model(name: str, targets: list[str], workdir: Path, timeout: float, formats: str | None = None,
+              resume: bool = False) -> list[dict]:
     spec = SUITE[name]
     mdir = workdir / name
     mdir.mkdir(parents=True, exist_ok=True)
     build = run_step(["build", name, str(mdir)], mdir / f"{name}.result.json", mdir / "build.log",
-                     child_env(spec.source), timeout)
+                     child_env(spec.source), timeout, resume)
     rows = []
     for target in targets:
         base = {"model": name, "source": spec.source, "family": spec.family, "target": target,
@@ -108,7 +114,7 @@ def run_model(name: str, targets: list[str], workdir: Path, timeout: float, form
             row = {**base, **{k: build[k] for k in ("status", "stage", "cause") if k in build}}
         else:
             step = run_step(["compile", name, target, str(mdir)] + ([formats] if formats else []), mdir / f"{name}.{target}.result.json",
-                            mdir / f"compile.{target}.log", child_env("edgec"), timeout)
+                            mdir / f"compile.{target}.log", child_env("edgec"), timeout, resume)
             row = {**base, **step, "model": name, "target": target}
         if build.get("torch_export_error"):
             row["torch_export_error"] = build["torch_export_error"]
@@ -152,6 +158,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=600, help="seconds per step (build, each compile)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder for coverage.json / coverage.md")
     ap.add_argument("--workdir", type=Path, help="keep exported models, logs and artifacts here")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --workdir: reuse the step results a previous (interrupted) run left there")
     ap.add_argument("--list", action="store_true", help="print the suite and exit")
     args = ap.parse_args(argv)
 
@@ -186,7 +194,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = [pool.submit(run_model, n, targets, workdir, args.timeout, args.formats) for n in names]
+            futures = [pool.submit(run_model, n, targets, workdir, args.timeout, args.formats, args.resume) for n in names]
             for fut in as_completed(futures):
                 for row in fut.result():
                     row.update(meta)
