@@ -41,6 +41,7 @@ from benchmarks.coverage_support.report import write_results  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results"
 SHIM = REPO / "benchmarks" / "coverage_support" / "torchvision_shim"
 TARGETS = ("x86_64-fp32", "x86_64-int8")
+_RUNNING: set[subprocess.Popen] = set()  # steps in flight: each in its own session, so stopped by us on exit
 
 
 def child_env(source: str) -> dict:
@@ -77,12 +78,14 @@ def run_step(args: list[str], result_path: Path, log_path: Path, env: dict, time
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "benchmarks.coverage_support.runner", *args], cwd=REPO,
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _RUNNING.add(proc)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the step's own process group: it and its children only
-            proc.wait()
+            _stop(proc)
             rc = None
+        finally:
+            _RUNNING.discard(proc)
     seconds = time.perf_counter() - t
     if rc == 0 and result_path.exists():
         return json.loads(result_path.read_text())
@@ -97,6 +100,19 @@ def run_step(args: list[str], result_path: Path, log_path: Path, env: dict, time
         tail = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("STAGE ")][-3:]
         cause = f"process exited with {rc}: " + " | ".join(tail)[-800:]
     return {"status": "failed", "stage": stage, "cause": cause, "crashed": True, "seconds": seconds}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill a step's own process group (it and its children only) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def run_model(name: str, targets: list[str], workdir: Path, timeout: float, formats: str | None = None,
@@ -189,20 +205,26 @@ def main(argv=None) -> int:
         workdir = Path(tmp.name)
     else:
         workdir = args.workdir
+    signal.signal(signal.SIGTERM, _interrupt)  # ends the benchmark like Ctrl-C, stopping the steps in flight
     rows: list[dict] = []
-    done = 0
     t0 = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = [pool.submit(run_model, n, targets, workdir, args.timeout, args.formats, args.resume) for n in names]
-            for fut in as_completed(futures):
-                for row in fut.result():
-                    row.update(meta)
-                    rows.append(row)
-                    done += 1
-                    print(f"[{done}/{len(names) * len(targets)}] {row['model']} {row['target']}: {_one_line(row)}"
-                          f"  ({time.perf_counter() - t0:.0f} s elapsed)", flush=True)
+        futures = [pool.submit(run_model, n, targets, workdir, args.timeout, args.formats, args.resume) for n in names]
+        for fut in as_completed(futures):
+            for row in fut.result():
+                row.update(meta)
+                rows.append(row)
+                print(f"[{len(rows)}/{len(names) * len(targets)}] {row['model']} {row['target']}: {_one_line(row)}"
+                      f"  ({time.perf_counter() - t0:.0f} s elapsed)", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(rows)} rows; no table written (with --workdir, --resume continues)",
+              file=sys.stderr)
+        return 130
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(_RUNNING):  # before the threads that wait on them are joined at exit
+            _stop(proc)
         if tmp is not None:
             tmp.cleanup()
     summary = write_results(rows, args.results, replace_all=not args.only)

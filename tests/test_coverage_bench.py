@@ -55,3 +55,36 @@ def test_failures_group_by_stage_and_named_ops():
                                      "9.9e-02 > 1e-04 at 'node_3'"}
     assert cause_key(a) == "lower: unsupported Erf, Gather"
     assert cause_key(b) == cause_key(c) != cause_key(a)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_sigterm_stops_the_steps_in_flight_and_writes_no_table(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    work, results = tmp_path / "work", tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "coverage.py"), "--only", "resnet50",
+                             "--targets", "x86_64-fp32", "--workdir", str(work), "--results", str(results)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (work / "resnet50" / "build.log").exists():  # the build step has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    assert _processes_mentioning(str(work))  # the step runs, in its own session
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted after 0 rows" in err
+    assert not _processes_mentioning(str(work))
+    assert not results.exists()
