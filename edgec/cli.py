@@ -88,6 +88,8 @@ def _size(n: int) -> str:
 
 def _print_compile_summary(art) -> None:
     rep = art.report
+    for note in rep["source"].get("notes", []):  # what the import fixed in the file
+        out.print(Text(f"note: {note}"), highlight=False)
     table = Table(title=f"{rep['source']['name']} -> {rep['target']['name']}", title_justify="left")
     for col in ("format", "size", "ran on", "max rel err", "SQNR dB", "top-1 agree", "XNNPACK"):
         table.add_column(col, overflow="fold")

@@ -28,6 +28,7 @@ class ImportedModel:
     kind: str  # torch-module | exported-program | torchscript | pickled-module | onnx | zoo
     torch_reference: Callable[..., Any] | None = None
     example_inputs: list[np.ndarray] | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the import fixed (report: source.notes)
 
 
 def load_model(
@@ -66,7 +67,8 @@ def _from_path(path: Path, example_inputs, shapes: InputShapes, allow_pickle: bo
     stem = name or path.name.split(".")[0] or "model"  # '.hidden.onnx' must not make hidden artifacts
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return ImportedModel(onnx_file.load_onnx(path), stem, str(path), "onnx")
+        model = onnx_file.load_onnx(path, keep_inputs={k for k in shapes if k})
+        return ImportedModel(model, stem, str(path), "onnx", notes=list(model.meta.get(onnx_file.NOTES_KEY, [])))
     if suffix in (".pt2", ".pt", ".pth", ".ptl"):
         kind = torch_file.file_kind(path)
         if kind == "exported-program":

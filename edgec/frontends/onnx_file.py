@@ -9,6 +9,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from edgec.errors import ModelLoadError
+from edgec.frontends import onnx_normalize
 from edgec.ir import OPSET, from_proto
 
 
@@ -19,7 +20,12 @@ def _default_opset(proto: onnx.ModelProto) -> int | None:
     return None
 
 
-def _convert(proto: onnx.ModelProto, what: str) -> ir.Model:
+# Where the import notes (onnx_normalize's fixes) travel with the model to the report.
+NOTES_KEY = "edgec.import_notes"
+
+
+def _convert(proto: onnx.ModelProto, what: str, keep_inputs=()) -> ir.Model:
+    notes = onnx_normalize.normalize(proto, keep_inputs)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -37,10 +43,17 @@ def _convert(proto: onnx.ModelProto, what: str) -> ir.Model:
                 f"{what}: cannot convert from opset {version} to opset {OPSET} ({first}); "
                 f"re-export the model at opset {OPSET}"
             ) from None
-    return from_proto(proto)
+        # The converter keeps the file's IR version; opset OPSET needs a newer one.
+        proto.ir_version = max(proto.ir_version, onnx.helper.find_min_ir_version_for(
+            [onnx.helper.make_opsetid("", OPSET)]))
+        notes.append(f"converted from opset {version} to opset {OPSET}")
+    model = from_proto(proto)
+    model.meta[NOTES_KEY] = notes
+    return model
 
 
-def load_onnx(path: Path) -> ir.Model:
+def load_onnx(path: Path, keep_inputs=()) -> ir.Model:
+    """`keep_inputs`: initializer-backed graph inputs the user feeds (else they are constants)."""
     what = str(path)
     try:
         proto = onnx.load(str(path))
@@ -50,7 +63,7 @@ def load_onnx(path: Path) -> ir.Model:
         ) from None
     if not proto.graph.node and not proto.graph.output:
         raise ModelLoadError(f"{what}: the file is empty, truncated or not an ONNX model")
-    return _convert(proto, what)
+    return _convert(proto, what, keep_inputs)
 
 
 def model_from_bytes(data: bytes, what: str) -> ir.Model:

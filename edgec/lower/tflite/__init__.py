@@ -40,6 +40,7 @@ from edgec.lower.tflite import (  # noqa: F401 (importing a visitor module regis
     reduce,
     resize,
     shape_ops,
+    variadic,
 )
 from edgec.lower.tflite.builder import TFLiteGraph
 from edgec.lower.tflite.context import Held, LoweringContext

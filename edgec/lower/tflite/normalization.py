@@ -146,3 +146,34 @@ def lower_group_norm(node: ir.Node, ctx: LoweringContext) -> None:
     ctx.emit("MUL", [ungrouped, scale], [scaled], schema.MulOptionsT())
     bias = ctx.float32(const_array(input_at(node, 2)).reshape(per_channel), "bias")
     ctx.emit("ADD", [scaled, bias], [ctx.define(node.outputs[0], perm)], schema.AddOptionsT())
+
+
+def _check_batch_norm(node: ir.Node) -> str | None:
+    """inference mode; constant scale, bias, mean and variance (one after a conv is folded into it
+    first; this lowers the others, e.g. after a Concat)."""
+    if attr(node, "training_mode", 0):
+        return "training_mode=1; export the model in eval mode"
+    for i, what in enumerate(("scale", "bias", "mean", "variance"), start=1):
+        if const_array(input_at(node, i)) is None:
+            return f"its {what} (input {i}) is not a constant"
+    if any(_read(v) for v in node.outputs[1:]):
+        return "its running mean/variance outputs are used (training)"
+    return None
+
+
+@visitor("BatchNormalization", check=_check_batch_norm)
+def lower_batch_norm(node: ir.Node, ctx: LoweringContext) -> None:
+    # y = x * a + c per channel (axis 1), a = scale / sqrt(var + eps), c = bias - mean * a.
+    x = node.inputs[0]
+    scale, bias, mean, var = (const_array(node.inputs[i]).astype(np.float64) for i in range(1, 5))
+    a = scale / np.sqrt(var + float(attr(node, "epsilon", 1e-5)))
+    c = bias - mean * a
+    rank = len(ctx.shape(x))
+    per_channel = (-1,) + (1,) * (rank - 2)
+    perm = ctx.perm(x)
+    out = ctx.define(node.outputs[0], perm)
+    scaled = ctx.temp(ctx.graph.shape(out), hint="scaled")
+    a_t = ctx.const_tensor(layout.const_in_layout(a.astype(np.float32).reshape(per_channel), rank, perm), "bn_scale")
+    c_t = ctx.const_tensor(layout.const_in_layout(c.astype(np.float32).reshape(per_channel), rank, perm), "bn_shift")
+    ctx.emit("MUL", [ctx.tensor(x, perm), a_t], [scaled], schema.MulOptionsT())
+    ctx.emit("ADD", [scaled, c_t], [out], schema.AddOptionsT())
