@@ -21,7 +21,10 @@ def inspect_tflite(path: Path) -> dict:
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception:
-        raise ModelLoadError(f"{path}: the TFLite flatbuffer is corrupt or truncated") from None
+        raise ModelLoadError(f"{path}: malformed TFLite file: the flatbuffer is corrupt or truncated") from None
+    problem = tflite_structure_problem(model)
+    if problem:
+        raise ModelLoadError(f"{path}: malformed TFLite file: {problem}")
     op_names = _tflite_enum_names(schema.BuiltinOperator)
     type_names = _tflite_enum_names(schema.TensorType)
     codes = []
@@ -63,18 +66,49 @@ def inspect_tflite(path: Path) -> dict:
     }
 
 
+def tflite_structure_problem(model) -> str | None:
+    """The first index in the flatbuffer that points nowhere (a crafted or damaged file), or None."""
+    if not model.subgraphs:
+        return "it has no subgraphs"
+    n_codes, n_buffers = len(model.operatorCodes or []), len(model.buffers or [])
+    for s, sub in enumerate(model.subgraphs):
+        n_tensors = len(sub.tensors or [])
+        for t, tensor in enumerate(sub.tensors or []):
+            if not 0 <= tensor.buffer < max(n_buffers, 1):
+                return f"tensor {t} of subgraph {s} names buffer {tensor.buffer}; the file has {n_buffers}"
+            if tensor.shape is not None and any(int(d) < -1 for d in tensor.shape):
+                return f"tensor {t} of subgraph {s} has the shape {[int(d) for d in tensor.shape]}"
+        for o, op in enumerate(sub.operators or []):
+            if not 0 <= op.opcodeIndex < n_codes:
+                return f"operator {o} of subgraph {s} uses opcode {op.opcodeIndex}; the file defines {n_codes}"
+            for role, indices in (("input", op.inputs), ("output", op.outputs)):
+                for i in indices if indices is not None else []:
+                    if not -1 <= int(i) < n_tensors:  # -1: an omitted optional input
+                        return f"operator {o} of subgraph {s} has {role} tensor {int(i)}; the subgraph has {n_tensors}"
+        for role, indices in (("input", sub.inputs), ("output", sub.outputs)):
+            for i in indices if indices is not None else []:
+                if not 0 <= int(i) < n_tensors:
+                    return f"subgraph {s} {role} is tensor {int(i)}; the subgraph has {n_tensors}"
+    return None
+
+
 def inspect_tvm(path: Path) -> dict:
     sidecar = path.with_name(path.name + ".json")
     info = {"path": str(path), "format": "tvm", "size_bytes": path.stat().st_size,
             "elf_machine": _elf_machine(path)}
     if sidecar.is_file():
-        info.update({k: v for k, v in json.loads(sidecar.read_text()).items() if k not in info})
+        try:
+            described = json.loads(sidecar.read_text())
+            info.update({k: v for k, v in described.items() if k not in info})
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            raise ModelLoadError(f"{sidecar}: not a valid description of {path.name} (bad JSON); "
+                                 "recompile the artifact") from None
     return info
 
 
 def _elf_machine(path: Path) -> str:
     head = path.read_bytes()[:20]
-    if head[:4] != b"\x7fELF":
+    if head[:4] != b"\x7fELF" or len(head) < 20:
         raise ModelLoadError(f"{path}: not an ELF shared object")
     machine = int.from_bytes(head[18:20], "little")
     return {62: "x86_64", 183: "aarch64", 40: "arm", 243: "riscv"}.get(machine, f"e_machine={machine}")

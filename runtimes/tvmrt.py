@@ -99,6 +99,36 @@ def elf_architecture(path: str | Path) -> str | None:
     return _ELF_MACHINES.get(machine, f"ELF machine {machine}")
 
 
+def elf_damage(path: str | Path) -> str | None:
+    """Why an ELF file is cut short (its header, a table or a loaded segment ends past the end of
+    the file), or None. dlopen maps such a file and the process dies with SIGBUS on first touch."""
+    data = Path(path).read_bytes()
+    size = len(data)
+    wide = data[4] == 2  # EI_CLASS: 64-bit
+    order = "little" if data[5] == 1 else "big"
+    if size < (64 if wide else 52):
+        return f"the ELF header needs {64 if wide else 52} bytes; the file has {size}"
+
+    def num(offset: int, width: int) -> int:
+        return int.from_bytes(data[offset:offset + width], order)
+
+    word = 8 if wide else 4
+    phoff, shoff = (num(0x20, 8), num(0x28, 8)) if wide else (num(0x1C, 4), num(0x20, 4))
+    phentsize, phnum, shentsize, shnum = (num(o, 2) for o in ((0x36, 0x38, 0x3A, 0x3C) if wide else
+                                                               (0x2A, 0x2C, 0x2E, 0x30)))
+    if phoff + phnum * phentsize > size:
+        return f"its program headers end at byte {phoff + phnum * phentsize}; the file has {size}"
+    if shoff + shnum * shentsize > size:
+        return f"its section headers end at byte {shoff + shnum * shentsize}; the file has {size}"
+    for i in range(phnum):
+        entry = phoff + i * phentsize
+        offset = num(entry + (8 if wide else 4), word)
+        filesz = num(entry + (32 if wide else 16), word)
+        if num(entry, 4) == 1 and offset + filesz > size:  # PT_LOAD
+            return f"segment {i} ends at byte {offset + filesz}; the file has {size}"
+    return None
+
+
 def _check_architecture(path: Path) -> None:
     # Before dlopen: loading a foreign-architecture library fails with an unhelpful
     # "cannot open shared object file", and a wrong one must never be executed.
@@ -110,6 +140,9 @@ def _check_architecture(path: Path) -> None:
             f"{path}: built for {arch}; this machine is {host_arch()}. "
             f"Run it on an {arch} device, e.g. --device qemu-{arch}"
         )
+    damage = elf_damage(path)
+    if damage:
+        raise ModelLoadError(f"{path}: the library is corrupt or truncated ({damage}); rebuild or copy it again")
 
 
 def _configure_threads(num_threads: int) -> int:

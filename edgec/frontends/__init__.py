@@ -39,6 +39,24 @@ def load_model(
     name: str | None = None,
 ) -> ImportedModel:
     shapes = normalize_input_shapes(input_shapes)
+    imported = _load(source, example_inputs, shapes, allow_pickle, name)
+    _check_input_sizes(imported, shapes)
+    return imported
+
+
+def _check_input_sizes(imported: ImportedModel, shapes: InputShapes) -> None:
+    """A 0-sized input dimension makes every kernel empty: refuse it naming the input."""
+    inputs = list(imported.model.graph.inputs)
+    for i, value in enumerate(inputs):
+        if value.shape is None or shape_for(shapes, i, value.name, len(inputs)) is not None:
+            continue
+        dims = [d if isinstance(d, int) else str(d) for d in value.shape]
+        if any(isinstance(d, int) and d == 0 for d in dims):
+            raise InputShapeError(f"{imported.source}: input '{value.name}' has a 0-sized dimension "
+                                  f"{dims}; give positive sizes with --input-shape {value.name}=...")
+
+
+def _load(source: Any, example_inputs, shapes: InputShapes, allow_pickle: bool, name: str | None) -> ImportedModel:
     if isinstance(source, torch.export.ExportedProgram):
         return _from_exported_program(source, name or "model", "ExportedProgram", shapes)
     if isinstance(source, torch.nn.Module):

@@ -57,6 +57,10 @@ def load_onnx(path: Path, keep_inputs=()) -> ir.Model:
     what = str(path)
     try:
         proto = onnx.load(str(path))
+    except onnx.checker.ValidationError as exc:  # external data: missing, absolute, or outside the folder
+        first = str(exc).strip().splitlines()[0]
+        raise ModelLoadError(f"{what}: cannot load its external data: {first} External data files must lie "
+                             "in the model's folder, next to it") from None
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
         raise ModelLoadError(
             f"{what}: cannot read as ONNX ({type(exc).__name__}); the file is truncated or not an ONNX model"

@@ -76,3 +76,48 @@ def calibration_files(folder: Path) -> dict[str, tuple[Path, str]]:
 def unwritable_folder() -> str:
     """A folder even root cannot create files in."""
     return "/proc/edgec-out" if os.path.isdir("/proc") else "/dev/null/out"
+
+
+def tiny_tflite(path: Path, mutate=None) -> Path:
+    """A valid one-ADD TFLite model built with the schema's object API; mutate(model) may damage it."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT()
+    model.version = 3
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.ADD
+    model.operatorCodes = [code]
+    model.buffers = [schema.BufferT() for _ in range(4)]
+    sub = schema.SubGraphT()
+    sub.tensors = []
+    for i, name in enumerate(("a", "b", "out")):
+        t = schema.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, [1, 4], schema.TensorType.FLOAT32, i + 1
+        sub.tensors.append(t)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
+    sub.operators, sub.inputs, sub.outputs = [op], [0, 1], [2]
+    model.subgraphs = [sub]
+    if mutate is not None:
+        mutate(model)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    return path
+
+
+def _set(obj, **fields):
+    for key, value in fields.items():
+        setattr(obj, key, value)
+
+
+TFLITE_DAMAGE = {
+    "no subgraphs": (lambda m: _set(m, subgraphs=[]), "it has no subgraphs"),
+    "bad opcode index": (lambda m: _set(m.subgraphs[0].operators[0], opcodeIndex=7), "uses opcode 7"),
+    "bad op input": (lambda m: _set(m.subgraphs[0].operators[0], inputs=[0, 42]), "input tensor 42"),
+    "bad op output": (lambda m: _set(m.subgraphs[0].operators[0], outputs=[-5]), "output tensor -5"),
+    "bad subgraph input": (lambda m: _set(m.subgraphs[0], inputs=[9]), "subgraph 0 input is tensor 9"),
+    "bad buffer index": (lambda m: _set(m.subgraphs[0].tensors[1], buffer=99), "names buffer 99"),
+    "bad shape": (lambda m: _set(m.subgraphs[0].tensors[0], shape=[1, -7]), "has the shape [1, -7]"),
+}
