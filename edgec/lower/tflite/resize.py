@@ -7,32 +7,29 @@ input rows) for the actual sizes and picks the TFLite flags that reproduce ONNX 
 
 Every other static-shape Resize (cubic, antialiased, tf_crop_and_resize, a coordinate or
 rounding mode no flag setting matches, fractional scales) is linear in its input and
-separable: Y = M_h X M_w^T, with M_h, M_w the constant 1-D matrices. It lowers as two
+separable: Y = M_h X M_w^T, with M_h, M_w the constant 1-D matrices (edgec/lower/
+resize_matrices.py, from onnx's reference implementation). It lowers as two
 FULLY_CONNECTED ops (keep_num_dims) with those matrices as weights, plus a constant ADD for
-tf_crop_and_resize's extrapolation value. The matrices come from onnx's reference
-implementation (onnx.reference), applied to an identity, so they are ONNX's semantics by
-construction.
+tf_crop_and_resize's extrapolation value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as schema
 
 from edgec.ir import static_shape
+from edgec.lower.resize_matrices import resize_matrices
 from edgec.lower.tflite import quantized
-from edgec.lower.tflite.common import attr, const_input, first_problem, require_const
+from edgec.lower.tflite.common import first_problem, require_const
 from edgec.lower.tflite.context import LoweringContext
 from edgec.lower.tflite.layout import NHWC
 from edgec.lower.tflite.registry import visitor
 
 _FLAG_CHOICES = ((False, False), (True, False), (False, True))  # (align_corners, half_pixel_centers)
-_COORDS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
-           "tf_crop_and_resize")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,72 +44,12 @@ class ResizePlan:
     extrapolated: np.ndarray | None = None  # (out_h, out_w) constant added (tf_crop_and_resize)
 
 
-def _str_attr(node: ir.Node, name: str, default: str) -> str:
-    value = attr(node, name, default)
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _matrix(lower: np.ndarray, upper: np.ndarray, w_upper: np.ndarray, in_size: int) -> np.ndarray:
     m = np.zeros((len(lower), in_size))
     rows = np.arange(len(lower))
     np.add.at(m, (rows, lower), 1 - w_upper)
     np.add.at(m, (rows, upper), w_upper)
     return m
-
-
-@dataclasses.dataclass(frozen=True)
-class _Interpolation:
-    """A Resize node's interpolation attributes (hashable, to cache its matrices)."""
-
-    mode: str
-    coord: str
-    nearest_mode: str
-    cubic_a: float
-    exclude_outside: bool
-    antialias: bool
-    extrapolation: float
-
-
-def _interpolation(node: ir.Node) -> _Interpolation:
-    return _Interpolation(
-        _str_attr(node, "mode", "nearest"), _str_attr(node, "coordinate_transformation_mode", "half_pixel"),
-        _str_attr(node, "nearest_mode", "round_prefer_floor"), float(attr(node, "cubic_coeff_a", -0.75)),
-        bool(attr(node, "exclude_outside", 0)), bool(attr(node, "antialias", 0)),
-        float(attr(node, "extrapolation_value", 0.0)))
-
-
-@functools.lru_cache(maxsize=256)
-def onnx_axis_matrix(interp: _Interpolation, in_size: int, out_size: int, scale: float,
-                     roi: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """((out, in) matrix, (out,) extrapolated mask) of ONNX Resize along one axis.
-
-    Output row i = sum_j m[i, j] * input row j, computed by onnx's reference Resize on the
-    identity (it is linear in its input); rows tf_crop_and_resize extrapolates are zero in
-    the matrix and set in the mask (they take `extrapolation_value`).
-    """
-    from onnx.reference.ops import op_resize as ref
-
-    if interp.mode == "nearest":
-        def coeffs(ratio, scale_factor):
-            return ref._nearest_coeffs(ratio, mode=interp.nearest_mode)
-    elif interp.mode == "cubic":
-        cubic = ref._cubic_coeffs_antialias if interp.antialias else ref._cubic_coeffs
-
-        def coeffs(ratio, scale_factor):
-            return cubic(ratio, scale_factor, A=interp.cubic_a)
-    else:
-        coeffs = ref._linear_coeffs_antialias if interp.antialias else ref._linear_coeffs
-
-    def along(data: np.ndarray, extrapolation: float) -> np.ndarray:
-        return ref._interpolate_1d_along_axis(
-            data, 1, scale, out_size, coeffs, roi=None if roi is None else list(roi),
-            extrapolation_value=extrapolation, coordinate_transformation_mode=interp.coord,
-            exclude_outside=interp.exclude_outside)
-
-    matrix = along(np.eye(in_size), 0.0).T
-    ones = np.ones((1, in_size))
-    mask = (along(ones, 1.0) - along(ones, 0.0))[0] != 0
-    return matrix, mask
 
 
 def tflite_interpolation(mode: str, align_corners: bool, half_pixel: bool, in_size: int,
@@ -144,94 +81,25 @@ def _is_repeat(m: np.ndarray) -> bool:
     return np.array_equal(m, np.repeat(np.eye(in_size), out_size // in_size, axis=0))
 
 
-def _per_axis(node: ir.Node, rank: int, values: np.ndarray | None, fill: list) -> list | None:
-    """An input listing one value per resized axis (the `axes` attribute, else every axis) spread over `rank`."""
-    if values is None or values.size == 0:
-        return None
-    axes = attr(node, "axes", None)
-    full = list(fill)
-    for a, v in zip(axes if axes is not None else range(rank), values.reshape(-1).tolist()):
-        full[a % rank] = v
-    return full
-
-
-def axis_scales(node: ir.Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[float]:
-    """The scale onnx's Resize uses per axis (as onnx.reference derives it: from `scales`,
-    else sizes / input with keep_aspect_ratio_policy)."""
-    rank = len(in_shape)
-    scales = _per_axis(node, rank, const_input(node, 2), [1.0] * rank)
-    if scales is not None:
-        return [float(s) for s in scales]
-    ratios = [o / i for o, i in zip(out_shape, in_shape)]
-    policy = _str_attr(node, "keep_aspect_ratio_policy", "stretch")
-    if policy == "stretch":
-        return ratios
-    axes = [a % rank for a in attr(node, "axes", None) or range(rank)]
-    sizes = _per_axis(node, rank, const_input(node, 3), list(in_shape))
-    chosen = [sizes[a] / in_shape[a] for a in axes]
-    scale = min(chosen) if policy == "not_larger" else max(chosen)
-    return [scale if a in axes else 1.0 for a in range(rank)]
-
-
-def _roi(node: ir.Node, rank: int) -> list[tuple[float, float]] | None:
-    roi = const_input(node, 1)
-    if roi is None or roi.size == 0:
-        return None
-    axes = attr(node, "axes", None)
-    axes = [a % rank for a in axes] if axes is not None else list(range(rank))
-    starts, ends = roi.reshape(-1)[:len(axes)], roi.reshape(-1)[len(axes):]
-    full = [(0.0, 1.0)] * rank
-    for a, lo, hi in zip(axes, starts.tolist(), ends.tolist()):
-        full[a] = (float(lo), float(hi))
-    return full
-
-
 def plan(node: ir.Node) -> ResizePlan | str:
     """The TFLite ops that reproduce this Resize, or the reason there are none."""
     problem = first_problem(*(require_const(node, i, what) for i, what in ((1, "roi"), (2, "scales"), (3, "sizes"))))
     if problem:
         return problem
-    interp = _interpolation(node)
-    if interp.mode not in ("nearest", "linear", "cubic"):
-        return f"mode='{interp.mode}'; ONNX Resize modes are nearest, linear and cubic"
-    if interp.coord not in _COORDS:
-        return f"coordinate_transformation_mode='{interp.coord}' is not an ONNX mode"
-    if interp.mode == "nearest" and interp.antialias:
-        return "antialias=1 with mode='nearest' is undefined in ONNX"
+    found = resize_matrices(node)
+    if isinstance(found, str):
+        return found
+    interp, (m_h, m_w), extrapolated = found.interpolation, found.matrices, found.extrapolated
     in_shape, out_shape = static_shape(node.inputs[0]), static_shape(node.outputs[0])
-    if len(in_shape) != 4 or in_shape[:2] != out_shape[:2]:
-        return (f"resizes {list(in_shape)} to {list(out_shape)}; only H and W of a 4-D tensor are lowered: "
-                "reshape to NCHW first")
-    if any(o == 0 for o in out_shape):
-        return f"resizes to an empty tensor {list(out_shape)}"
-    scales = axis_scales(node, in_shape, out_shape)
-    fractional = [a for a in (2, 3) if abs(scales[a] * in_shape[a] - out_shape[a]) > 1e-6]
-    if interp.coord == "align_corners" and fractional:
-        a = fractional[0]
-        # The ONNX reference scales by (in - 1) / (in * scale - 1), onnxruntime by (in - 1) / (out - 1).
-        return (f"align_corners with scale {scales[a]:g} on an axis of {in_shape[a]} gives a fractional output "
-                f"length ({scales[a] * in_shape[a]:g}), where onnxruntime and the ONNX reference disagree; "
-                "give the Resize `sizes` instead of `scales`")
-    roi = _roi(node, 4) if interp.coord == "tf_crop_and_resize" else None
-    try:
-        axes = [onnx_axis_matrix(interp, in_shape[a], out_shape[a], scales[a], None if roi is None else roi[a])
-                for a in (2, 3)]
-    except (ImportError, AttributeError) as exc:  # onnx.reference's internals moved
-        return f"cannot build ONNX's interpolation matrices with this onnx version ({exc})"
-    onnx = [m for m, _ in axes]
-    extrapolated = None
-    if any(mask.any() for _, mask in axes):
-        outside = axes[0][1][:, None] | axes[1][1][None, :]
-        extrapolated = np.where(outside, interp.extrapolation, 0.0).astype(np.float32)
     if extrapolated is None and interp.mode in ("nearest", "linear") and not interp.antialias:
-        if interp.mode == "nearest" and all(_is_repeat(m) for m in onnx):
+        if interp.mode == "nearest" and _is_repeat(m_h) and _is_repeat(m_w):
             return ResizePlan("REPEAT", factors=tuple(out_shape[a] // in_shape[a] for a in (2, 3)))
         op = "RESIZE_NEAREST_NEIGHBOR" if interp.mode == "nearest" else "RESIZE_BILINEAR"
         for align, half in _FLAG_CHOICES:
             tfl = [tflite_interpolation(interp.mode, align, half, in_shape[a], out_shape[a]) for a in (2, 3)]
-            if all(np.allclose(t, o, atol=1e-5) for t, o in zip(tfl, onnx)):
+            if all(np.allclose(t, o, atol=1e-5) for t, o in zip(tfl, (m_h, m_w))):
                 return ResizePlan(op, align, half)
-    return ResizePlan("MATMUL", matrices=(onnx[0], onnx[1]), extrapolated=extrapolated)
+    return ResizePlan("MATMUL", matrices=(m_h, m_w), extrapolated=extrapolated)
 
 
 def _check_resize(node: ir.Node) -> str | None:

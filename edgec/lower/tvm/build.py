@@ -28,6 +28,7 @@ from tvm.support import cc
 from edgec.errors import EdgecError
 from edgec.fsutil import atomic_path
 from edgec.ir import to_proto
+from edgec.lower.tvm.frontend_fixes import fix_for_relax
 from edgec.lower.tvm.fusion import describe as describe_block_fusion
 from edgec.lower.tvm.importer import import_onnx, short_reason
 from edgec.lower.tvm.layers import write_layers
@@ -57,6 +58,7 @@ def lower_tvm(
     tvm_target = tvm_target_of(target)
     fcompile = _library_compiler(target)  # before the slow part: a missing toolchain fails fast
 
+    model = fix_for_relax(model, target.name)  # where TVM's ONNX converters differ from ONNX
     proto = to_proto(model)
     mod = import_onnx(proto, target.name)
     signature = _signature(proto, mod, target)

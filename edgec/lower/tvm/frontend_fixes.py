@@ -1,0 +1,181 @@
+"""Rewrites before Relax's ONNX import, where TVM 0.27's converters compute something else.
+
+Found by onnx's backend node tests (benchmarks/onnx_node_conformance.py): each rewrite
+gives the graph ONNX's semantics in ops the frontend converts correctly, and a node no
+rewrite can save is refused by name instead of compiling to a wrong number.
+
+    Resize        TVM's resize2d scales by out/in (ONNX: by the given scale), has no
+                  antialias, half_pixel_symmetric, `axes` or keep_aspect_ratio_policy
+                  -> those become two MatMuls with ONNX's interpolation matrices
+                  (edgec/lower/resize_matrices.py)
+    ConvTranspose output_shape is ignored -> the equivalent pads / output_padding
+    Reshape       allowzero=1 makes the shape symbolic -> dropped when no 0 is in the shape
+    refused       zero-size tensors; LayerNormalization's mean / inv-std outputs read (TVM
+                  returns them with the wrong shape); Dropout in training mode (TVM
+                  ignores training_mode)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.errors import UnsupportedOpsError
+from edgec.ir import clone, const_array, node_label, static_shape
+from edgec.lower.resize_matrices import resize_matrices
+
+_STANDARD = ("", "ai.onnx")
+# TVM's resize2d supports these coordinate modes as ONNX defines them (at an integer output length).
+_TVM_RESIZE_COORDS = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+
+
+def fix_for_relax(model: ir.Model, target_name: str) -> ir.Model:
+    """`model` with the rewrites applied (a copy, or `model` when none applies); raises
+    UnsupportedOpsError naming every node that stays wrong in TVM."""
+    problems = [(node_label(n), n.op_type, why) for n in model.graph
+                if n.domain in _STANDARD and (why := _refusal(n)) is not None]
+    if problems:
+        raise UnsupportedOpsError(target_name, "tvm", problems)
+    if not any(_needs_rewrite(n) for n in model.graph):
+        return model
+    model = clone(model)
+    for node in list(model.graph):
+        if not _needs_rewrite(node):
+            continue
+        if node.op_type == "Resize":
+            _resize_as_matmuls(model.graph, node)
+        elif node.op_type == "ConvTranspose":
+            _output_shape_as_pads(node)
+        elif node.op_type == "Reshape":
+            node.attributes["allowzero"] = ir.AttrInt64("allowzero", 0)
+    return model
+
+
+def _read(value: ir.Value | None) -> bool:
+    return value is not None and (bool(value.uses()) or value.is_graph_output())
+
+
+def _refusal(node: ir.Node) -> str | None:
+    for value in (*node.inputs, *node.outputs):
+        shape = static_shape(value) if value is not None else None
+        if value is None or const_array(value) is not None:  # an empty constant (e.g. axes=[]) is fine
+            continue
+        if shape is not None and 0 in shape and (value in node.inputs or _read(value)):
+            return f"value '{value.name}' is a zero-size tensor {list(shape)}; Apache TVM's Relax build cannot take it"
+    if node.op_type == "LayerNormalization" and any(_read(v) for v in node.outputs[1:]):
+        return ("its mean / inverse-std outputs are read; Apache TVM's converter returns them with the wrong shape: "
+                "compute them with ReduceMean")
+    if node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None:
+        training = const_array(node.inputs[2])
+        if training is None or bool(training):
+            return "Dropout in training mode (random masks); export the model in eval mode"
+    if (node.op_type == "ConvTranspose" and node.attributes.get("output_shape") is not None
+            and static_shape(node.inputs[0]) is not None and _pads_from_output_shape(node) is None):
+        return "output_shape starts before the first input position (a negative pad); give pads instead"
+    if node.op_type == "Resize" and _tvm_resize_differs(node):
+        found = resize_matrices(node)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _needs_rewrite(node: ir.Node) -> bool:
+    if node.domain not in _STANDARD:
+        return False
+    if node.op_type == "Resize":
+        return _tvm_resize_differs(node)
+    if node.op_type == "ConvTranspose":
+        return node.attributes.get("output_shape") is not None and static_shape(node.inputs[0]) is not None
+    if node.op_type == "Reshape" and node.attributes.get("allowzero") is not None:
+        shape = const_array(node.inputs[1])
+        return bool(node.attributes["allowzero"].value) and shape is not None and 0 not in shape.tolist()
+    return False
+
+
+def _tvm_resize_differs(node: ir.Node) -> bool:
+    """True when TVM's resize2d would not compute what ONNX does for this node."""
+    found = resize_matrices(node)
+    if isinstance(found, str):
+        return found.startswith("align_corners with scale")  # refused: onnxruntime and ONNX disagree
+    interp = found.interpolation
+    return (interp.antialias or interp.coord not in _TVM_RESIZE_COORDS or found.fractional
+            or node.attributes.get("axes") is not None
+            or node.attributes.get("keep_aspect_ratio_policy") is not None)
+
+
+def _const(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+    value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+                     const_value=ir.tensor(array, name=name))
+    graph.register_initializer(value)
+    return value
+
+
+def _resize_as_matmuls(graph: ir.Graph, node: ir.Node) -> None:
+    """Y = M_h (X M_w^T) [+ E]: MatMul broadcasts the constant (oh, H) over N and C."""
+    found = resize_matrices(node)
+    m_h, m_w = found.matrices
+    x, y = node.inputs[0], node.outputs[0]
+    n, c, h, _ = static_shape(x)
+    oh, ow = m_h.shape[0], m_w.shape[0]
+    base = node.name or y.name
+    along_w = ir.node("MatMul", [x, _const(graph, f"{base}_interp_w", m_w.T.astype(np.float32))],
+                      name=f"{base}_along_w")
+    along_w.outputs[0].name, along_w.outputs[0].shape, along_w.outputs[0].type = (
+        f"{base}_along_w", ir.Shape([n, c, h, ow]), x.type)
+    along_h = ir.node("MatMul", [_const(graph, f"{base}_interp_h", m_h.astype(np.float32)), along_w.outputs[0]],
+                      name=f"{base}_along_h")
+    result = along_h.outputs[0]
+    result.shape, result.type = ir.Shape([n, c, oh, ow]), x.type
+    added = [along_w, along_h]
+    if found.extrapolated is not None:
+        add = ir.node("Add", [result, _const(graph, f"{base}_extrapolated", found.extrapolated[None, None])],
+                      name=f"{base}_extrapolate")
+        result.name = f"{base}_interpolated"
+        result = add.outputs[0]
+        result.shape, result.type = ir.Shape([n, c, oh, ow]), x.type
+        added.append(add)
+    graph.insert_before(node, added)
+    name = y.name
+    y.replace_all_uses_with(result, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+    result.name = name
+
+
+def _pads_from_output_shape(node: ir.Node) -> tuple[list[int], list[int], list[int]] | None:
+    """(pads begin, pads end, output_padding) equivalent to the node's output_shape, or None
+    when the output would start before the first input position (a negative begin pad).
+
+    ONNX: total = stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - output_shape,
+    split begin/end by auto_pad; a negative end (output past the kernel's reach) is output_padding.
+    """
+    in_shape = static_shape(node.inputs[0])[2:]
+    w_shape = static_shape(node.inputs[1])
+    spatial = len(in_shape)
+    out = list(node.attributes["output_shape"].value)[-spatial:]
+
+    def ints(key, default):
+        return list(node.attributes[key].value) if node.attributes.get(key) is not None else default
+
+    kernel = ints("kernel_shape", list(w_shape[2:]))
+    strides, dilations = ints("strides", [1] * spatial), ints("dilations", [1] * spatial)
+    out_pad = ints("output_padding", [0] * spatial)
+    auto_pad = node.attributes["auto_pad"].value if node.attributes.get("auto_pad") is not None else "NOTSET"
+    begins, ends, extra = [], [], []
+    for i in range(spatial):
+        total = strides[i] * (in_shape[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i]
+        begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        end = total - begin
+        if begin < 0:
+            return None
+        begins.append(begin)
+        ends.append(max(0, end))
+        extra.append(out_pad[i] + max(0, -end))
+    return begins, ends, extra
+
+
+def _output_shape_as_pads(node: ir.Node) -> None:
+    begins, ends, extra = _pads_from_output_shape(node)
+    for key in ("output_shape", "auto_pad"):
+        node.attributes.pop(key, None)
+    node.attributes["pads"] = ir.AttrInt64s("pads", begins + ends)
+    node.attributes["output_padding"] = ir.AttrInt64s("output_padding", extra)
