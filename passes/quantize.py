@@ -34,9 +34,11 @@ from edgec.quantization.scheme import (
     activation_qparams,
     dequantize,
     fixed_qparams,
+    is_degenerate_range,
     quantize,
     quantize_bias,
     weight_qparams,
+    zero_tensor_qparams,
 )
 
 # Ops with int8 kernels in TFLite that XNNPACK also runs.
@@ -184,6 +186,7 @@ class QuantizeQDQ(ir.passes.InPlacePass):
         super().__init__()
         self.options = options
         self.details: dict = {}
+        self.degenerate_tensors: list[str] = []  # zero on every calibration sample
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
@@ -209,6 +212,8 @@ class QuantizeQDQ(ir.passes.InPlacePass):
             "float_nodes": [{"node": node_label(n), "op": n.op_type, "why": why} for n, why in floats.items()],
             "quantized_tensors": len(tensors),
             "fused_activations": len(fused),
+            # Zero on every calibration sample: scaled like a neighbour (see _neighbour_scale).
+            "zero_range_tensors": list(self.degenerate_tensors),
             "layers": layers,
             "activations": {n: {"scale": float(params[n].scale), "zero_point": int(params[n].zero_point)}
                             for n in tensors},
@@ -250,15 +255,24 @@ class QuantizeQDQ(ir.passes.InPlacePass):
                 "calibrate the same graph that is quantized"
             )
         params = {}
+        degenerate = []
         for members, fixed in parameter_groups(graph, ints, tensors):
             if fixed is not None:
                 p = fixed_qparams(*fixed)
             else:
                 lo = min(ranges[m][0] for m in members)
                 hi = max(ranges[m][1] for m in members)
+                if is_degenerate_range(lo, hi):
+                    degenerate.append(members)
+                    continue
                 p = activation_qparams(lo, hi)
             for m in members:
                 params[m] = p
+        for members in degenerate:
+            p = zero_tensor_qparams(_neighbour_scale(graph, ints, members, params))
+            for m in members:
+                params[m] = p
+        self.degenerate_tensors = [m for members in degenerate for m in members]
         return params
 
     # -- rewriting -------------------------------------------------------------------------
@@ -352,6 +366,35 @@ def _weight_error_shift(node: ir.Node, w: np.ndarray, wq: np.ndarray, mean_x: np
         return (mean_x @ err).astype(np.float32) if err.shape[0] == mean_x.shape[0] else None
     if node.op_type == "MatMul" and err.ndim == 2 and err.shape[0] == mean_x.shape[0]:
         return (mean_x @ err).astype(np.float32)
+    return None
+
+
+def _neighbour_scale(graph: ir.Graph, ints: set[ir.Node], members: list[str],
+                     params: dict[str, QParams]) -> float | None:
+    """A scale for a tensor that is zero on every calibration sample, taken from the tensors
+    the kernels that write and read it combine it with.
+
+    Any scale holds an all-zero tensor exactly, but XNNPACK bounds the ratios between an op's
+    scales (conv: input x filter / output < 256; add: each input / output >= 2^-10), so a
+    scale of 1e-9 beside activations of 1e-2 makes the file unloadable. Borrowing the
+    producer's input scale (else a consumer's other operand or output) keeps every ratio
+    near 1 (timm zero-initialises the last BatchNorm of residual blocks: the folded conv's
+    output is such a tensor, added to the block's input)."""
+    names = set(members)
+    producers, consumers = [], []
+    for node in graph:
+        if node not in ints:
+            continue
+        if any(o.name in names for o in node.outputs):
+            producers.append(node)
+        if any(v is not None and v.name in names for v in node.inputs):
+            consumers.append(node)
+    candidates = [v.name for n in producers for v in n.inputs if v is not None]
+    candidates += [v.name for n in consumers for v in n.inputs if v is not None]
+    candidates += [o.name for n in consumers for o in n.outputs]
+    for name in candidates:
+        if name not in names and name in params:
+            return float(params[name].scale)
     return None
 
 

@@ -37,11 +37,32 @@ class QParams:
         return self.axis is not None
 
 
+# A range narrower than this holds only zeros as far as int8 is concerned (one step would be
+# below 4e-15): it gets a scale from its neighbours (zero_tensor_qparams), never range/255.
+DEGENERATE_RANGE = 1e-12
+# The step of a zero tensor whose neighbours carry no scale: as if its range were [0, 1].
+ZERO_TENSOR_SCALE = 1.0 / 255
+
+
+def is_degenerate_range(lo: float, hi: float) -> bool:
+    """True for a calibrated range that is (numerically) a single point at zero."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    return hi - lo < DEGENERATE_RANGE
+
+
+def zero_tensor_qparams(scale: float | None = None) -> QParams:
+    """Parameters for an activation that is zero on every sample: zero is exact on any grid,
+    so the scale is chosen for the kernels (a neighbour's scale keeps XNNPACK's ratios near 1)
+    and the zero point is -128, as for a rectified tensor."""
+    s = np.float32(scale if scale is not None and np.isfinite(scale) and scale > 0 else ZERO_TENSOR_SCALE)
+    return QParams(s, np.int8(INT8_MIN), INT8_MIN, INT8_MAX)
+
+
 def activation_qparams(lo: float, hi: float) -> QParams:
     """Asymmetric int8 per tensor, as TFLite's calibrator chooses: the range is widened to hold 0."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo < 1e-12:
-        hi = lo + 1e-6
+    if hi - lo < DEGENERATE_RANGE:
+        return zero_tensor_qparams()
     scale = (hi - lo) / (INT8_MAX - INT8_MIN)
     zero_point = int(np.clip(np.round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
     return QParams(np.float32(scale), np.int8(zero_point), INT8_MIN, INT8_MAX)
@@ -57,8 +78,13 @@ def weight_qparams(w: np.ndarray, axis: int, bits: int = 8) -> QParams:
     qmin, qmax = weight_qrange(bits)
     reduce_axes = tuple(i for i in range(w.ndim) if i != axis)
     absmax = np.max(np.abs(w), axis=reduce_axes) if reduce_axes else np.abs(w)
-    # An all-zero channel (pruned) still needs a positive scale; any value dequantizes to 0.
-    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    # An all-zero channel (pruned, or a conv folded with a zero-initialised BatchNorm) still
+    # needs a positive scale; any value dequantizes to 0, so it takes the largest scale of the
+    # other channels (the requantization ratio XNNPACK bounds stays that of a real channel),
+    # or 1/qmax (as if |w| <= 1) when every channel is zero.
+    nonzero = absmax > 0
+    fill = float(absmax[nonzero].max() / qmax) if np.any(nonzero) else 1.0 / qmax
+    scale = np.where(nonzero, absmax / qmax, fill).astype(np.float32)
     return QParams(scale, np.zeros_like(scale, dtype=np.int8), qmin, qmax, axis)
 
 

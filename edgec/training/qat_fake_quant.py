@@ -50,10 +50,13 @@ def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
 
 def weight_scales(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Symmetric per-output-channel scales (axis 0), as scheme.weight_qparams: absmax / qmax in
-    float32, 1.0 for an all-zero channel. From the current weights, so no gradient flows into them."""
+    float32; an all-zero channel as there. From the current weights, so no gradient flows into them."""
     _, qmax = weight_qrange(bits)
     absmax = weight.detach().abs().reshape(weight.shape[0], -1).amax(dim=1)
-    return torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))
+    scales = absmax / qmax
+    nonzero = absmax > 0  # all-zero channels: the largest real scale, else 1/qmax (scheme.weight_qparams)
+    fill = scales[nonzero].max() if bool(nonzero.any()) else torch.tensor(1.0 / qmax, dtype=scales.dtype)
+    return torch.where(nonzero, scales, fill.expand_as(scales))
 
 
 def fake_quantize_weight(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ def test_activation_fake_quant_equals_onnx_quantize_dequantize_including_ties():
 @pytest.mark.parametrize("bits", [8, 4])
 def test_weight_fake_quant_equals_the_quantize_pass(bits):
     w = np.random.default_rng(1).standard_normal((6, 3, 3, 3)).astype(np.float32)
-    w[2] = 0.0  # a pruned channel keeps scale 1
+    w[2] = 0.0  # a pruned channel takes the largest real channel's scale
     p = weight_qparams(w, axis=0, bits=bits)
     ours, scales = fake_quantize_weight(torch.from_numpy(w), bits)
     np.testing.assert_array_equal(scales.numpy(), p.scale)

@@ -45,6 +45,7 @@ from edgec.lower.tflite import (  # noqa: F401 (importing a visitor module regis
 from edgec.lower.tflite.builder import TFLiteGraph
 from edgec.lower.tflite.context import Held, LoweringContext
 from edgec.lower.tflite.integer_plan import plan_integer_nodes
+from edgec.lower.tflite.kernel_limits import check_kernel_limits
 from edgec.lower.tflite.patterns import Fusion, find_fusions
 from edgec.lower.tflite.rank_lift import lift_ranks
 from edgec.lower.tflite.qdq import QuantizedGraph, has_qdq, read_qdq
@@ -80,6 +81,8 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
         raise UnsupportedOpsError(target.name, "tflite", problems)
     data, ctx, fusions = build_flatbuffer(model, description=f"edgec {target.name}", io=io, quant=quant,
                                           sparse=sparse)
+    if quant is not None:  # a file XNNPACK refuses to prepare is never written
+        check_kernel_limits(ctx.graph, target.name)
     atomic_write_bytes(out_path, data)
     graph = ctx.graph
     report = {
