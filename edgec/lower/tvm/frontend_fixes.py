@@ -10,9 +10,9 @@ rewrite can save is refused by name instead of compiling to a wrong number.
                   (edgec/lower/resize_matrices.py)
     ConvTranspose output_shape is ignored -> the equivalent pads / output_padding
     Reshape       allowzero=1 makes the shape symbolic -> dropped when no 0 is in the shape
-    refused       zero-size tensors; LayerNormalization's mean / inv-std outputs read (TVM
-                  returns them with the wrong shape); Dropout in training mode (TVM
-                  ignores training_mode)
+    LayerNormalization whose mean / inv-std outputs are read (TVM returns them with the
+                  wrong shape) -> ReduceMean, Sub, Mul, Sqrt, Reciprocal
+    refused       zero-size tensors; Dropout in training mode (TVM ignores training_mode)
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def fix_for_relax(model: ir.Model, target_name: str) -> ir.Model:
             _resize_as_matmuls(model.graph, node)
         elif node.op_type == "ConvTranspose":
             _output_shape_as_pads(node)
+        elif node.op_type == "LayerNormalization":
+            _layer_norm_with_statistics(model.graph, node)
         elif node.op_type == "Reshape":
             node.attributes["allowzero"] = ir.AttrInt64("allowzero", 0)
     return model
@@ -62,9 +64,6 @@ def _refusal(node: ir.Node) -> str | None:
             continue
         if shape is not None and 0 in shape and (value in node.inputs or _read(value)):
             return f"value '{value.name}' is a zero-size tensor {list(shape)}; Apache TVM's Relax build cannot take it"
-    if node.op_type == "LayerNormalization" and any(_read(v) for v in node.outputs[1:]):
-        return ("its mean / inverse-std outputs are read; Apache TVM's converter returns them with the wrong shape: "
-                "compute them with ReduceMean")
     if node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None:
         training = const_array(node.inputs[2])
         if training is None or bool(training):
@@ -84,6 +83,8 @@ def _needs_rewrite(node: ir.Node) -> bool:
         return False
     if node.op_type == "Resize":
         return _tvm_resize_differs(node)
+    if node.op_type == "LayerNormalization":
+        return any(_read(v) for v in node.outputs[1:]) and static_shape(node.inputs[0]) is not None
     if node.op_type == "ConvTranspose":
         return node.attributes.get("output_shape") is not None and static_shape(node.inputs[0]) is not None
     if node.op_type == "Reshape" and node.attributes.get("allowzero") is not None:
@@ -179,3 +180,47 @@ def _output_shape_as_pads(node: ir.Node) -> None:
         node.attributes.pop(key, None)
     node.attributes["pads"] = ir.AttrInt64s("pads", begins + ends)
     node.attributes["output_padding"] = ir.AttrInt64s("output_padding", extra)
+
+
+def _layer_norm_with_statistics(graph: ir.Graph, node: ir.Node) -> None:
+    """mean = E[x], d = x - mean, inv_std = 1 / sqrt(E[d^2] + eps), y = d * inv_std * scale + bias,
+    with every statistic over the axes from `axis` on (kept as size-1 dims, as ONNX returns them)."""
+    x = node.inputs[0]
+    shape = static_shape(x)
+    rank = len(shape)
+    axis = (node.attributes["axis"].value if node.attributes.get("axis") is not None else -1) % rank
+    eps = node.attributes["epsilon"].value if node.attributes.get("epsilon") is not None else 1e-5
+    base = node.name or node.outputs[0].name
+    stats_shape = [d if i < axis else 1 for i, d in enumerate(shape)]
+    axes = _const(graph, f"{base}_axes", np.arange(axis, rank, dtype=np.int64))
+    added = []
+
+    def emit(op, inputs, out_shape, hint, **attrs):
+        n = ir.node(op, inputs, attributes=attrs, name=f"{base}_{hint}")
+        value = n.outputs[0]
+        value.name, value.shape, value.type = f"{base}_{hint}", ir.Shape(list(out_shape)), x.type
+        added.append(n)
+        return value
+
+    mean = emit("ReduceMean", [x, axes], stats_shape, "mean", keepdims=1)
+    centered = emit("Sub", [x, mean], shape, "centered")
+    squared = emit("Mul", [centered, centered], shape, "squared")
+    var = emit("ReduceMean", [squared, axes], stats_shape, "variance", keepdims=1)
+    var_eps = emit("Add", [var, _const(graph, f"{base}_epsilon", np.asarray(eps, np.float32))], stats_shape, "var_eps")
+    inv_std = emit("Reciprocal", [emit("Sqrt", [var_eps], stats_shape, "std")], stats_shape, "inv_std")
+    y = emit("Mul", [centered, inv_std], shape, "normalized")
+    scale = node.inputs[1] if len(node.inputs) > 1 else None
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    if scale is not None:
+        y = emit("Mul", [y, scale], shape, "scaled")
+    if bias is not None:
+        y = emit("Add", [y, bias], shape, "shifted")
+    graph.insert_before(node, added)
+    replacements = [(node.outputs[0], y), *zip(node.outputs[1:3], (mean, inv_std))]
+    names = [(old.name, new) for old, new in replacements if old is not None]
+    for old, new in replacements:
+        if old is not None:
+            old.replace_all_uses_with(new, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+    for name, new in names:
+        new.name = name
