@@ -11,8 +11,9 @@ failed at build / export / import / passes / quantize / lower / verify / accurac
 (edgec's message names node and op). fp32 rows also need max relative error vs torch <= 1e-4 on every
 artifact; int8 rows report SQNR vs torch (random calibration: a coverage figure, not an accuracy one).
 
-Results: benchmarks/results/coverage.json and coverage.md. `--only` updates those models' rows and keeps
-the others, each row carrying the date and commit it was measured at.
+Results: benchmarks/results/coverage.json and coverage.md. A run updates the rows it measured (so `--only`
+or `--targets` runs add to the table) and keeps the others, each row carrying the date and commit it was
+measured at.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
             _stop(proc)
         if tmp is not None:
             tmp.cleanup()
-    summary = write_results(rows, args.results, replace_all=not args.only)
+    summary = write_results(rows, args.results, set(SUITE))
     print(summary)
     return 0
 

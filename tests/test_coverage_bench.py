@@ -88,3 +88,20 @@ def test_sigterm_stops_the_steps_in_flight_and_writes_no_table(tmp_path):
     assert "interrupted after 0 rows" in err
     assert not _processes_mentioning(str(work))
     assert not results.exists()
+
+
+def test_a_partial_run_updates_its_rows_and_keeps_the_others(tmp_path):
+    from benchmarks.coverage_support.report import write_results
+
+    def row(model, target, status):
+        return {"model": model, "target": target, "status": status, "stage": "lower", "cause": "x", "seconds": 1.0}
+
+    write_results([row("resnet18", "x86_64-fp32", "failed"), row("dropped", "x86_64-fp32", "ok")], tmp_path,
+                  {"resnet18", "hf_bert"})
+    write_results([row("resnet18", "x86_64-fp32", "ok"), row("hf_bert", "x86_64-int8", "failed")], tmp_path,
+                  {"resnet18", "hf_bert"})
+    rows = {(r["model"], r["target"]): r["status"] for r in json.loads((tmp_path / "coverage.json").read_text())}
+    assert rows == {("resnet18", "x86_64-fp32"): "ok", ("hf_bert", "x86_64-int8"): "failed"}
+    md = (tmp_path / "coverage.md").read_text()
+    assert "**x86_64-fp32**: 1/1 ok (100%)" in md and "**x86_64-int8**: 0/1 ok (0%)" in md
+    assert "- lower: x (1): hf_bert" in md

@@ -89,11 +89,14 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_results(rows: list[dict], folder: Path, replace_all: bool) -> str:
+def write_results(rows: list[dict], folder: Path, suite: set[str]) -> str:
+    """Merge `rows` into the folder's table (a run of some models or targets updates those rows only);
+    rows of models no longer in the suite are dropped."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "coverage.json"
-    if not replace_all and path.exists():
+    if path.exists():
         rows = merge(json.loads(path.read_text()), rows)
+    rows = [r for r in rows if r["model"] in suite]
     path.write_text(json.dumps(rows, indent=1, default=str))
     text = markdown(rows)
     (folder / "coverage.md").write_text(text)
