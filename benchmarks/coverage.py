@@ -128,7 +128,7 @@ def run_model(name: str, targets: list[str], workdir: Path, timeout: float, form
         base = {"model": name, "source": spec.source, "family": spec.family, "target": target,
                 "parameters": build.get("parameters"), "inputs": build.get("inputs"), "exported": build.get("exported")}
         if build.get("status") != "ok":
-            row = {**base, **{k: build[k] for k in ("status", "stage", "cause") if k in build}}
+            row = {**base, **{k: build[k] for k in ("status", "stage", "cause", "commit", "date") if k in build}}
         else:
             step = run_step(["compile", name, target, str(mdir)] + ([formats] if formats else []), mdir / f"{name}.{target}.result.json",
                             mdir / f"compile.{target}.log", child_env("edgec"), timeout, resume)
@@ -214,7 +214,8 @@ def main(argv=None) -> int:
         futures = [pool.submit(run_model, n, targets, workdir, args.timeout, args.formats, args.resume) for n in names]
         for fut in as_completed(futures):
             for row in fut.result():
-                row.update(meta)
+                for key, value in meta.items():  # a step's own commit and date (runner.py) win
+                    row.setdefault(key, value)
                 rows.append(row)
                 print(f"[{len(rows)}/{len(names) * len(targets)}] {row['model']} {row['target']}: {_one_line(row)}"
                       f"  ({time.perf_counter() - t0:.0f} s elapsed)", flush=True)

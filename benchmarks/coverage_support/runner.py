@@ -34,6 +34,20 @@ def _stage(name: str) -> None:
     print(f"STAGE {name}", flush=True)
 
 
+def _measured_at() -> dict:
+    """The code a step ran (the repository's commit when the step started; edgec is an editable install)."""
+    import datetime
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 def _write(path: Path, result: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2, default=str))
@@ -172,6 +186,7 @@ def compile_target(name: str, target: str, workdir: Path, formats: list[str] | N
 
 def main(argv: list[str]) -> int:
     command, name, *rest = argv
+    started = _measured_at()
     if command == "build":
         workdir = Path(rest[0])
         result, out = build(name, workdir), workdir / f"{name}.result.json"
@@ -182,7 +197,7 @@ def main(argv: list[str]) -> int:
     else:
         print(f"unknown command {command!r}: expected build or compile", file=sys.stderr)
         return 2
-    _write(out, result)
+    _write(out, {**result, **started})
     return 0
 
 
