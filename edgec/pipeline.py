@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec import __version__
-from edgec.artifact import SUFFIX, Artifact, FloatIO, open_runtime, runs_on_host
+from edgec.artifact import SUFFIX, Artifact, FloatIO
 from edgec.errors import EdgecError, VerificationError
 from edgec.frontends import ImportedModel
 from edgec.frontends.shapes import InputShapes
@@ -28,6 +28,7 @@ from edgec.ir import clone, input_specs, sample_inputs
 from edgec.passes import fix_input_shapes, run_passes
 from edgec.quantization.layer_report import layer_sqnr
 from edgec.runtimes.onnxrt import OnnxRuntime
+from edgec.runtimes.placement import run_all, verification_runtime
 from edgec.targets import Target
 from edgec.verify import compare_outputs, json_safe, lsb_agreement, lsb_failures, tolerance_failures
 
@@ -294,15 +295,15 @@ def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_m
 
     failures = []
     for fmt, path in staged.items():
-        if not runs_on_host(fmt, target):
-            result["artifacts"][fmt] = {"ran": False, "why": f"built for {target.arch}; not runnable on this host"}
+        runtime, where = verification_runtime(fmt, path, target)  # host, qemu-arm64, gpu0 or why not
+        if runtime is None:
+            result["artifacts"][fmt] = {"ran": False, "why": where}
             continue
-        runtime = open_runtime(path)
         info = lowering_info.get(fmt, {})
         if info.get("quantized", {}).get("io") == "int8":
             runtime = FloatIO(runtime, info["inputs"], info["outputs"])
-        outputs = [runtime.run(x) for x in inputs]
-        entry = {"ran": True, "runtime": runtime.name}
+        outputs = run_all(runtime, inputs)
+        entry = {"ran": True, "runtime": runtime.name, "where": where}
         for ref_name, ref in references.items():
             figures = compare_outputs(outputs, ref, output_names)
             entry[f"vs_{ref_name}"] = figures

@@ -51,6 +51,9 @@ class TVMRuntime(Runtime):
                     "it was created earlier in this process with fewer (set TVM_NUM_THREADS first)",
                     stacklevel=2,
                 )
+        self._on_gpu = device != "cpu"
+        if self._on_gpu:
+            _cuda_kernel_compiler()
         try:
             library = tvm.runtime.load_module(str(self.path))
             self._vm = relax.VirtualMachine(library, self._device)
@@ -155,11 +158,17 @@ def _configure_threads(num_threads: int) -> int:
 
 
 def _tvm_device(device: str):
-    # Only the CPU for now: a CUDA library needs its inputs on the GPU and the VM given both
-    # devices, which nothing here exercises yet.
-    if device != "cpu":
-        raise EdgecError(f"TVMRuntime runs libraries on this machine's CPU; device '{device}' is not supported")
-    return tvm.cpu(0)
+    """'cpu', or 'cuda' / 'cuda:N' for a library built for a CUDA target (the Relax VM keeps
+    its inputs and outputs on that GPU; the CPU runs the VM itself)."""
+    if device == "cpu":
+        return tvm.cpu(0)
+    if device == "cuda" or device.startswith("cuda:"):
+        index = int(device.partition(":")[2] or 0)
+        if not tvm.cuda(index).exist:
+            raise EdgecError(f"device '{device}': TVM sees no CUDA GPU {index} on this machine "
+                             "(no NVIDIA driver, or no such GPU); run CUDA artifacts where one is")
+        return tvm.cuda(index)
+    raise EdgecError(f"TVMRuntime runs libraries on 'cpu' or 'cuda[:N]'; device '{device}' is not supported")
 
 
 def _flatten(value) -> list:
@@ -174,3 +183,21 @@ def _last_line(exc: BaseException) -> str:
     # TVM errors carry a C++ backtrace before the message.
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+def _cuda_kernel_compiler() -> None:
+    """A .so built where TVM's CUDA runtime could not load (no driver) carries its kernels as
+    CUDA C; TVM's CUDA runtime compiles them on load through tvm_callback_cuda_compile
+    (tvm/support/nvcc.py): NVRTC when `cuda-bindings` is installed, else nvcc."""
+    import importlib.util
+    import os
+
+    import tvm.support.nvcc  # noqa: F401  (registers the callback)
+
+    if importlib.util.find_spec("cuda") is None and "TVM_CUDA_COMPILE_MODE" not in os.environ:
+        from edgec.lower.tvm.cuda import find_nvcc
+
+        nvcc = find_nvcc()
+        if nvcc is not None:
+            os.environ["TVM_CUDA_COMPILE_MODE"] = "nvcc"
+            os.environ["PATH"] = f"{nvcc.parent}{os.pathsep}{os.environ.get('PATH', '')}"

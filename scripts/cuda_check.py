@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""Build a TVM CUDA module with edgec's lowering and, where a GPU exists, run and time it.
+"""Compile zoo models for the CUDA targets and, where a GPU exists, verify and time them.
 
-    python scripts/cuda_check.py [--out DIR] [--arch sm_90] [--size 64] [--runs 50] [--build-only]
+    python scripts/cuda_check.py [--out DIR] [--models mobilenet_v2,resnet18]
+                                 [--targets cuda-fp32,cuda-fp16] [--runs 50] [--build-only]
 
-Builds edgec's probe net (edgec/bench/probe.py: conv3x3 -> relu -> conv1x1) for TVM's CUDA
-target {"kind": "cuda", "arch": ARCH} through edgec.lower.tvm (its CUDA Relax pipeline
-schedules every kernel with dlight's default GPU rules). This works on any machine: no GPU
-or driver is needed to build, and the library embeds the CUDA code.
+For each model and target: `edgec.compile` (TVM's CUDA Relax pipeline, kernels scheduled by
+dlight's GPU rules; cuda-fp16 computes conv/matmul in fp16 with fp32 accumulation). It builds
+on any machine: no GPU or driver is needed. Where TVM sees a GPU (gpu0), compile verifies the
+library on it against onnxruntime (CPU) within the target's tolerance, and this script then
+times it with `edgec.bench.benchmark(device="gpu0")` and, when onnxruntime has its CUDA
+provider, the same float ONNX graph under onnxruntime-CUDA (one after the other).
 
-Then, only if `edgec devices` finds a GPU (gpu0), it runs the library on the GPU, checks the
-output against numpy, and times it with `edgec.bench.benchmark(..., device="gpu0")`. Without
-one it says so and exits 0 after the build (exit 1 on a build failure or wrong numbers).
-Prints one JSON line at the end: {"built": ..., "ran": ..., "max_abs_error": ..., "median_ms": ...}.
+Without a GPU it says "not run: no GPU" and exits 0 after the builds (exit 1 on a build or
+verification failure). The last line is one JSON object: {"results": [...], "gpu": ...}.
 """
 
 from __future__ import annotations
@@ -24,72 +25,93 @@ import time
 from pathlib import Path
 
 
-def build(out: Path, arch: str, size: int) -> Path:
-    import onnx_ir
+def build(model: str, target: str, out: Path) -> dict:
+    import edgec
 
-    from edgec.bench.probe import probe_onnx_model
-    from edgec.lower.tvm import lower_tvm
-    from edgec.targets import Target, Tolerance
-
-    target = Target(name=f"cuda-fp32-{arch}", arch="cuda", precision="fp32", formats=("tvm",), passes=(),
-                    tvm_target={"kind": "cuda", "arch": arch}, tolerance=Tolerance(max_rel_error=1e-4))
-    path = out / f"probe.cuda-{arch}.so"
-    lower_tvm(onnx_ir.from_proto(probe_onnx_model(size)), target, path)
-    return path
+    t0 = time.perf_counter()
+    art = edgec.compile(f"zoo:{model}", target=target, out_dir=out / f"{model}.{target}", formats=["tvm"])
+    lib = art.paths["tvm"]
+    verification = art.report.get("verification", {}).get("artifacts", {}).get("tvm", {})
+    return {"model": model, "target": target, "library": str(lib), "build_s": round(time.perf_counter() - t0, 1),
+            "size_kib": round(lib.stat().st_size / 1024), "cuda_kernels": embedded_cuda_kernels(lib),
+            "verified": verification.get("ran", False),
+            "where": verification.get("where") or verification.get("why"),
+            "max_rel_error": (verification.get("vs_float") or {}).get("max_rel_error")}
 
 
 def embedded_cuda_kernels(path: Path) -> int:
-    """How many __global__ kernels the library carries (its CUDA source is embedded)."""
+    """How many __global__ kernels the library carries as CUDA C (what TVM embeds when the
+    build machine has no CUDA driver; the CUDA runtime compiles them when it loads)."""
     return path.read_bytes().count(b"__global__")
+
+
+def time_vs_onnxruntime(entry: dict, out: Path, runs: int) -> None:
+    """TVM on gpu0, and onnxruntime's CUDA provider on the same float graph when installed."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgec.bench import benchmark
+    from edgec.frontends import load_model
+    from edgec.fsutil import atomic_write_bytes
+    from edgec.ir import sample_inputs, to_bytes
+
+    res = benchmark(entry["library"], device="gpu0", runs=runs, warmup=10)
+    entry["tvm_median_ms"] = round(res.stats.median_ms, 4)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        entry["onnxruntime_cuda"] = "not measured: onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
+        return
+    imported = load_model(f"zoo:{entry['model']}")
+    onnx_path = out / f"{entry['model']}.fp32.onnx"
+    atomic_write_bytes(onnx_path, to_bytes(imported.model))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CUDAExecutionProvider"])
+    feeds = {i.name: x for i, x in zip(sess.get_inputs(), sample_inputs(imported.model, seed=1))}
+    for _ in range(10):
+        sess.run(None, feeds)
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    entry["onnxruntime_cuda_median_ms"] = round(float(np.median(samples)), 4)
+    entry["tvm_over_onnxruntime_cuda"] = round(entry["tvm_median_ms"] / entry["onnxruntime_cuda_median_ms"], 3)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="folder for the library (default: a temp dir)")
-    parser.add_argument("--arch", default="sm_90", help="CUDA compute capability (H100: sm_90, A100: sm_80)")
-    parser.add_argument("--size", type=int, default=64, help="probe input height and width")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the libraries (default: a temp dir)")
+    parser.add_argument("--models", default="mobilenet_v2,resnet18", help="zoo model names, comma-separated")
+    parser.add_argument("--targets", default="cuda-fp32,cuda-fp16")
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--build-only", action="store_true", help="do not try to run even if a GPU exists")
+    parser.add_argument("--build-only", action="store_true", help="do not time even if a GPU exists")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="edgec-cuda-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    t0 = time.perf_counter()
-    path = build(out, args.arch, args.size)
-    report = {"built": str(path), "build_s": round(time.perf_counter() - t0, 2),
-              "cuda_kernels": embedded_cuda_kernels(path), "ran": False}
-    print(f"built {path} ({path.stat().st_size / 1024:.0f} KiB, {report['cuda_kernels']} CUDA kernels) "
-          f"in {report['build_s']} s", file=sys.stderr)
+    from edgec.bench.devices import cuda_status
+    from edgec.errors import EdgecError
 
-    if not args.build_only:
-        from edgec.bench.devices import cuda_status
-
-        ok, why = cuda_status(0)
-        if not ok:
-            report["why_not_run"] = why
-            print(f"not run: {why}", file=sys.stderr)
-        else:
-            import numpy as np
-
-            from edgec.bench import benchmark
-            from edgec.bench.probe import probe_input, probe_reference
-            from edgec.runtimes.tvmrt import TVMRuntime
-
-            x = probe_input(args.size)
-            y = TVMRuntime(path, device="cuda").run([x])[0]
-            err = float(np.abs(y - probe_reference(x)).max())
-            res = benchmark(path, device="gpu0", runs=args.runs, warmup=10, inputs=[x])
-            report.update(ran=True, device=why, max_abs_error=err, median_ms=res.stats.median_ms,
-                          median_ci_ms=list(res.stats.median_ci_ms), p10_ms=res.stats.p10_ms,
-                          p90_ms=res.stats.p90_ms)
-            res.save(out / "cuda_bench.json")
-            print(f"ran on {why}: max abs error {err:.2e}, median {res.stats.median_ms:.4f} ms "
-                  f"[{res.stats.median_ci_ms[0]:.4f}, {res.stats.median_ci_ms[1]:.4f}]", file=sys.stderr)
-            if err > 1e-3:
-                print(json.dumps(report))
-                return 1
-    print(json.dumps(report))
-    return 0
+    gpu, why = cuda_status(0)
+    results, failed = [], False
+    for model in args.models.split(","):
+        for target in args.targets.split(","):
+            try:
+                entry = build(model, target, out)
+            except EdgecError as exc:  # a build or verification failure
+                results.append({"model": model, "target": target, "error": str(exc).splitlines()[0]})
+                print(f"FAILED {model} {target}: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"built {entry['library']} ({entry['size_kib']} KiB, {entry['cuda_kernels']} CUDA kernels) "
+                  f"in {entry['build_s']} s; verified: {entry['where']}", file=sys.stderr)
+            if gpu and not args.build_only:
+                time_vs_onnxruntime(entry, out, args.runs)
+                print(f"  TVM {entry['tvm_median_ms']} ms; onnxruntime CUDA: "
+                      f"{entry.get('onnxruntime_cuda_median_ms', entry.get('onnxruntime_cuda'))}", file=sys.stderr)
+            results.append(entry)
+    if not gpu:
+        print(f"not run: no GPU ({why})", file=sys.stderr)
+    print(json.dumps({"gpu": why if gpu else None, "results": results}))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

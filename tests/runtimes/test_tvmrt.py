@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import tvm
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import EdgecError, InputShapeError, ModelLoadError
@@ -79,9 +80,12 @@ def test_wrong_input_shape_is_refused(library):
         TVMRuntime(library).run([np.zeros((3, 6), np.float32)])
 
 
-def test_only_the_cpu_is_supported(library):
-    with pytest.raises(EdgecError, match="device 'cuda' is not supported"):
-        TVMRuntime(library, device="cuda")
+def test_devices_are_cpu_or_an_existing_gpu(library):
+    with pytest.raises(EdgecError, match="device 'vulkan' is not supported"):
+        TVMRuntime(library, device="vulkan")
+    if not tvm.cuda(0).exist:
+        with pytest.raises(EdgecError, match="TVM sees no CUDA GPU 0"):
+            TVMRuntime(library, device="cuda")
 
 
 def test_missing_file():

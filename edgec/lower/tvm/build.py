@@ -12,6 +12,7 @@ TVM and without loading a library built for another architecture.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -28,6 +29,7 @@ from tvm.support import cc
 from edgec.errors import EdgecError
 from edgec.fsutil import atomic_path
 from edgec.ir import to_proto
+from edgec.lower.tvm.cuda import compiles_at_build, kernel_form, nvcc_build, require_nvcc
 from edgec.lower.tvm.frontend_fixes import fix_for_relax
 from edgec.lower.tvm.fusion import describe as describe_block_fusion
 from edgec.lower.tvm.importer import import_onnx, short_reason
@@ -57,6 +59,8 @@ def lower_tvm(
     out_path = Path(out_path)
     tvm_target = tvm_target_of(target)
     fcompile = _library_compiler(target)  # before the slow part: a missing toolchain fails fast
+    if tvm_target.kind.name == "cuda" and compiles_at_build():
+        require_nvcc(target.name)
 
     model = fix_for_relax(model, target.name)  # where TVM's ONNX converters differ from ONNX
     proto = to_proto(model)
@@ -66,7 +70,10 @@ def lower_tvm(
     mod, relax_ops, stage_seconds, entering_legalize = run_stages(
         mod, tvm_target, relax_pipeline(target, extra_passes), target)
     try:
-        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=None)  # stages already ran
+        with _kernel_compiler(target, tvm_target):
+            executable = tvm.compile(mod, target=tvm_target, relax_pipeline=None)  # stages already ran
+    except EdgecError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise EdgecError(
             f"Apache TVM code generation failed for target '{target.name}': {short_reason(exc)}"
@@ -92,9 +99,17 @@ def lower_tvm(
         # Integer convs/matmuls and the ops left in float, counted after the rewrite stage.
         **({"int8": integer_summary(entering_legalize)} if target.is_integer else {}),
         **({"block_fusion": describe_block_fusion(mod)} if target.options.get("block_fusion") else {}),
+        **({"cuda_kernels": kernel_form()} if tvm_target.kind.name == "cuda" else {}),
         "size_bytes": out_path.stat().st_size,
         "compile_seconds": time.perf_counter() - started,
     }
+
+
+def _kernel_compiler(target: Target, tvm_target: tvm.target.Target):
+    """CUDA kernels compile with nvcc into the library (cuda.py); CPU code needs nothing."""
+    if tvm_target.kind.name == "cuda":
+        return nvcc_build(target.name)
+    return contextlib.nullcontext()
 
 
 def _library_compiler(target: Target):

@@ -15,6 +15,7 @@ import tvm
 from tvm import relax
 
 from edgec.errors import EdgecError
+from edgec.lower.tvm.cuda import fp16_passes
 from edgec.lower.tvm.fusion import block_fusion_passes
 from edgec.lower.tvm.importer import short_reason
 from edgec.lower.tvm.qdq import legalize_qdq
@@ -55,6 +56,8 @@ def relax_pipeline(
         "lower": backend.dataflow_lower_passes(tvm_target),
         "finalize": backend.finalize_passes(tvm_target),
     }
+    if target.precision == "fp16":  # fp16 conv/matmul, fp32 accumulation and I/O
+        stages["rewrite"] = [*stages["rewrite"], *fp16_passes()]
     if target.is_integer:  # QDQ patterns -> int8 x int8 -> int32 conv2d/matmul (qdq.py)
         stages["rewrite"] = [legalize_qdq(), *stages["rewrite"]]
     if target.options.get("block_fusion"):  # devices.yaml: one tiled kernel per ConvFirst/MBConv block
