@@ -67,12 +67,30 @@ def onnx_ops() -> list[tuple[str, int, bool]]:
     return sorted((name, s.since_version, bool(s.deprecated)) for name, s in latest.items())
 
 
+def pass_removals(target: str = "x86_64-fp32") -> dict[str, tuple[str, str]]:
+    """op -> (pass, condition) for ops a pass of `target`'s recipe removes before lowering
+    (a pass's `removes`); the first pass in the recipe that names an op wins."""
+    from edgec.passes import PASSES
+    from edgec.targets import get_target
+
+    removals: dict[str, tuple[str, str]] = {}
+    for name in get_target(target).passes:
+        for op, condition in getattr(PASSES.get(name), "removes", {}).items():
+            removals.setdefault(op, (name, condition))
+    return removals
+
+
 def tflite_support() -> dict[str, Support]:
     from edgec.lower import tflite  # noqa: F401 (imports every visitor module)
     from edgec.lower.tflite.registry import VISITORS
 
-    return {op: Support(True, v.conditions(), tuple(sorted(v.dtypes)), v.int8_conditions())
-            for op, v in VISITORS.items()}
+    support = {op: Support(True, v.conditions(), tuple(sorted(v.dtypes)), v.int8_conditions())
+               for op, v in VISITORS.items()}
+    for op, (name, condition) in pass_removals().items():
+        if op not in support:  # no visitor: the op lowers only by disappearing first
+            text = f"removed before lowering by the {name} pass when: {condition}"
+            support[op] = Support(True, text, int8=text)
+    return support
 
 
 def tvm_support() -> dict[str, Support]:

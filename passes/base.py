@@ -39,6 +39,9 @@ class EdgecPass(ir.passes.InPlacePass):
     """Base of edgec's passes: subclasses set `name` and implement `apply`."""
 
     name: ClassVar[str] = ""
+    # Ops this pass removes from the graph, and when: the supported-ops table lists them as
+    # lowered "via" the pass for targets whose recipe runs it.
+    removes: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         super().__init__()

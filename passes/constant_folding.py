@@ -43,6 +43,8 @@ class ConstantFolding(EdgecPass):
     """
 
     name = "constant_folding"
+    removes = {**{op: "the input's shape is static: folded" for op in ("Shape", "Size")},
+               **{op: "constant inputs (after folding): folded" for op in ("Range", "ConstantOfShape", "EyeLike")}}
 
     def __init__(self, size_limit: int = 1 << 24) -> None:
         super().__init__()

@@ -134,6 +134,8 @@ class RewriteConstantGathers(EdgecPass):
     """Fold constant gathers; turn gathers with constant indices into reshape/slice/transpose."""
 
     name = "rewrite_constant_gathers"
+    removes = {op: "constant indices picking an affine grid of the input (a reshape, slice or transpose), "
+                   "or constant data (folded)" for op in _GATHERS}
 
     def apply(self, model: ir.Model) -> bool:
         graph = model.graph

@@ -53,29 +53,29 @@ def _fill_shape_preserving(model: ir.Model) -> bool:
 _DATA_KEPT = 1024
 
 
-def _without_weight_data(proto: onnx.ModelProto) -> onnx.ModelProto:
-    graph = proto.graph
-    kept, typed = [], []
-    for t in graph.initializer:
-        size = 1
-        for d in t.dims:
-            size *= d
-        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                           onnx.TensorProto.BFLOAT16) and size > _DATA_KEPT:
-            typed.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-        else:
-            copy = onnx.TensorProto()  # small: copied, so clearing the field cannot touch it
-            copy.CopyFrom(t)
-            kept.append(copy)
-    if typed:
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
-        graph.input.extend(typed)
-    return proto
+def _proto_without_weight_data(model: ir.Model) -> onnx.ModelProto:
+    """The model as a proto in which big float initializers are typed graph inputs (no data).
+
+    They are detached from the initializer table only while serializing, so the weights are
+    never copied (to_proto of a BERT-base copies 440 MB); the model is restored before return.
+    """
+    graph = model.graph
+    big = [v for v in graph.initializers.values()
+           if v.const_value is not None and v.dtype is not None and v.dtype.is_floating_point()
+           and v.const_value.size > _DATA_KEPT and not v.is_graph_input()]
+    for v in big:
+        graph.initializers.pop(v.name)
+        graph.inputs.append(v)
+    try:
+        return to_proto(model)
+    finally:
+        for v in big:
+            graph.inputs.remove(v)
+            graph.initializers[v.name] = v
 
 
 def _infer_once(model: ir.Model) -> tuple[bool, str | None]:
-    proto = _without_weight_data(to_proto(model))
+    proto = _proto_without_weight_data(model)
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
         error = None

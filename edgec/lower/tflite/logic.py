@@ -34,6 +34,7 @@ _LOGICAL = {"And": "LOGICAL_AND", "Or": "LOGICAL_OR", "Xor": "NOT_EQUAL"}  # boo
 
 # Element types TFLite's CAST converts between here (ONNX Cast's others have no use on a phone).
 _CAST_TYPES = ("float32", "int32", "int64", "bool")
+_FLOAT_TO_BOOL = frozenset({"float32", "bool"})
 
 
 def _emit_broadcasting(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> None:
@@ -56,12 +57,12 @@ def lower_comparison(node: ir.Node, ctx: LoweringContext) -> None:
     _emit_broadcasting(ctx, node, _COMPARISONS[node.op_type])
 
 
-@visitor(*_LOGICAL, dtypes=ANY_DTYPE)
+@visitor(*_LOGICAL, dtypes=frozenset({"bool"}))
 def lower_logical(node: ir.Node, ctx: LoweringContext) -> None:
     _emit_broadcasting(ctx, node, _LOGICAL[node.op_type])
 
 
-@visitor("Not", dtypes=ANY_DTYPE)
+@visitor("Not", dtypes=frozenset({"bool"}))
 def lower_not(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -75,7 +76,7 @@ def lower_where(node: ir.Node, ctx: LoweringContext) -> None:
     _emit_broadcasting(ctx, node, "SELECT_V2", schema.SelectV2OptionsT())
 
 
-@visitor("IsNaN", dtypes=ANY_DTYPE)
+@visitor("IsNaN", dtypes=_FLOAT_TO_BOOL)
 def lower_isnan(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
@@ -84,7 +85,7 @@ def lower_isnan(node: ir.Node, ctx: LoweringContext) -> None:
     ctx.emit("NOT_EQUAL", [src, src], [out])
 
 
-@visitor("IsInf", dtypes=ANY_DTYPE)
+@visitor("IsInf", dtypes=_FLOAT_TO_BOOL)
 def lower_isinf(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
     perm = ctx.perm(x)
