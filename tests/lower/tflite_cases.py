@@ -415,6 +415,15 @@ def _rank_lift_cases() -> dict[str, Case]:
         "avgpool_dilated_ceil": Case(
             [node("AveragePool", ["x"], kernel_shape=[2, 3], strides=[2, 2], dilations=[2, 2], ceil_mode=1,
                   pads=[1, 1, 1, 1])], {"x": (1, 3, 11, 12)}, nchw_prelude=True, cpu_ops=("STRIDED_SLICE",)),
+        "conv_transpose_grouped": Case([node("ConvTranspose", ["x", "w", "b"], group=2, strides=[2, 2], pads=[1, 0, 0, 1])],
+                                       {"x": (1, 4, 5, 6)}, consts={"w": rand(4, 3, 3, 3), "b": rand(6, seed=2)},
+                                       nchw_prelude=True, ops={"TRANSPOSE_CONV": 2}),
+        "conv_transpose_dilated": Case([node("ConvTranspose", ["x", "w"], dilations=[2, 3], pads=[1, 1, 1, 1])],
+                                       {"x": (1, 3, 5, 6)}, consts={"w": rand(3, 2, 3, 2)}, ops={"TRANSPOSE_CONV": 1}),
+        # output_shape one past what the kernel reaches: that row and column hold only the bias.
+        "conv_transpose_output_past_reach": Case(
+            [node("ConvTranspose", ["x", "w", "b"], strides=[3, 2], output_shape=[16, 13])], {"x": (1, 3, 5, 6)},
+            consts={"w": rand(3, 2, 3, 3), "b": rand(2, seed=2)}),
         "matmul_vector_times_matrix": Case([node("MatMul", ["x", "w"])], {"x": (16,)}, consts={"w": rand(16, 5)}),
         "matmul_batched_times_vector": Case([node("MatMul", ["x", "v"])], {"x": (2, 3, 16), "v": (16,)}),
     }

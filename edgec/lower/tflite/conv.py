@@ -116,7 +116,7 @@ def _transpose_conv_begin_pads(node: ir.Node, in_hw, kernel, out_hw) -> list[int
 
 
 def _check_conv_transpose(node: ir.Node) -> str | None:
-    """1-D (float, via a unit axis) or 2-D, constant weight and bias, group = 1, no dilation, output within the kernel's reach."""
+    """1-D (float, via a unit axis) or 2-D, constant weight and bias; float: any group, dilation and output_shape (split per group, zero-dilated kernel, bias past the kernel's reach), int8: group = 1, no dilation, output within the kernel's reach."""
     problem = first_problem(
         require_rank(node, 4),
         require_const(node, 1, "the weight"),

@@ -14,6 +14,10 @@ rewritten in the IR (the rewritten graph computes the same; onnxruntime runs it)
     MaxPool/AveragePool with dilations (TFLite pools have none)
         -> Pad, one strided Slice per kernel tap, a Max (or Add) chain over the taps, and for
            an average a constant Mul by 1 / ONNX's per-output divisor
+    ConvTranspose with group > 1, dilations, or an output past the kernel's reach
+        (output_shape / output_padding / negative pads)
+        -> one plain ConvTranspose per group (weights dilated with zeros) -> Concat -> Slice
+           and Pad to ONNX's output window -> Add the bias (the only value past the reach)
     MatMul with a 1-D operand
         -> the operand as (1, K) or (K, 1), then the Reshape that drops that axis (numpy rules).
 
@@ -37,7 +41,7 @@ def lift_ranks(model: ir.Model) -> ir.Model:
         return model
     model = clone(model)
     graph = model.graph
-    for _ in range(2):  # a 3-D pool's 2-D halves may still need their dilations decomposed
+    for _ in range(3):  # a rewrite's output nodes may need the next one (3-D pool -> dilated 2-D pool)
         for node in list(graph):
             rewrite = _rewrite_of(node)
             if rewrite is not None:
@@ -59,6 +63,8 @@ def _rewrite_of(node: ir.Node):
     if (node.op_type in ("MaxPool", "AveragePool") and len(shape) == 4 and _only_first_output_read(node)
             and any(d != 1 for d in _ints(node, "dilations") or ())):
         return _dilated_pool
+    if node.op_type == "ConvTranspose" and len(shape) == 4 and _transposed_conv_needs_rewrite(node, shape, out_shape):
+        return _transposed_conv_in_parts
     if node.op_type == "MatMul" and _has_1d_operand(node):
         return lambda graph, node, shape, out_shape: _matmul_1d(graph, node, out_shape)
     return None
@@ -271,6 +277,89 @@ def _average_divisor(node: ir.Node, win, declared, in_hw, out_hw) -> np.ndarray:
                 for k in range(win.kernel[a])]
         counted.append(np.sum(taps, axis=0))
     return np.outer(counted[0], counted[1])
+
+
+# --- transposed convs TRANSPOSE_CONV cannot take ----------------------------------------------------
+
+
+def _transposed_conv_geometry(node: ir.Node, shape, out_shape):
+    """(effective kernel, strides, dilations, begin crop, full natural size) per spatial axis."""
+    w = static_shape(node.inputs[1])
+    in_hw, out_hw = shape[2:], out_shape[2:]
+    kernel = _ints(node, "kernel_shape") or list(w[2:])
+    strides = _ints(node, "strides") or [1, 1]
+    dilations = _ints(node, "dilations") or [1, 1]
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    auto_pad = node.attributes["auto_pad"].value if node.attributes.get("auto_pad") is not None else "NOTSET"
+    pads = _ints(node, "pads")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") or node.attributes.get("output_shape") is not None:
+        out_pad = _ints(node, "output_padding") or [0, 0]
+        totals = [s * (i - 1) + p + e - o for s, i, p, e, o in zip(strides, in_hw, out_pad, eff, out_hw)]
+        begins = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
+    elif auto_pad == "VALID" or pads is None:
+        begins = [0, 0]
+    else:
+        begins = pads[:2]
+    full = [(i - 1) * s + e for i, s, e in zip(in_hw, strides, eff)]
+    return kernel, strides, dilations, begins, full
+
+
+def _transposed_conv_needs_rewrite(node: ir.Node, shape, out_shape) -> bool:
+    if const_array(node.inputs[1]) is None or static_shape(node.inputs[1]) is None:
+        return False
+    group = node.attributes["group"].value if node.attributes.get("group") is not None else 1
+    _, _, dilations, begins, full = _transposed_conv_geometry(node, shape, out_shape)
+    past_reach = any(b < 0 or b + o > f for b, o, f in zip(begins, out_shape[2:], full))
+    return group != 1 or any(d != 1 for d in dilations) or past_reach
+
+
+def _transposed_conv_in_parts(graph: ir.Graph, node: ir.Node, shape, out_shape) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    name = node.name or y.name
+    w = const_array(node.inputs[1])  # (C, O/group, kh, kw)
+    bias = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    group = node.attributes["group"].value if node.attributes.get("group") is not None else 1
+    kernel, strides, dilations, begins, full = _transposed_conv_geometry(node, shape, out_shape)
+    n, c = shape[:2]
+    out_c, out_hw = out_shape[1], out_shape[2:]
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    dilated = np.zeros((*w.shape[:2], *eff), w.dtype)
+    dilated[:, :, ::dilations[0], ::dilations[1]] = w  # a dilated kernel is the kernel with zeros between taps
+    per_in, per_out = c // group, out_c // group
+
+    def add(op, inputs, out_dims, hint, **attrs):
+        new = ir.node(op, inputs, attributes=attrs, name=f"{name}_{hint}")
+        graph.insert_before(node, new)
+        value = _typed(new.outputs[0], out_dims, y)
+        value.name = _fresh(graph, f"{name}_{hint}")
+        return value
+
+    parts = []
+    for g in range(group):
+        src = x
+        if group > 1:
+            src = add("Slice", [x, *(_const(graph, f"{name}_g{g}_{k}", np.asarray(v, np.int64)) for k, v in
+                                     (("starts", [g * per_in]), ("ends", [(g + 1) * per_in]), ("axes", [1])))],
+                      (n, per_in, *shape[2:]), f"group{g}_in")
+        weight = _const(graph, f"{name}_g{g}_weight", dilated[g * per_in:(g + 1) * per_in])
+        parts.append(add("ConvTranspose", [src, weight], (n, per_out, *full), f"group{g}", strides=strides))
+    natural = parts[0] if group == 1 else add("Concat", parts, (n, out_c, *full), "groups", axis=1)
+
+    lo = [max(b, 0) for b in begins]
+    hi = [min(b + o, f) for b, o, f in zip(begins, out_hw, full)]
+    result = natural
+    if lo != [0, 0] or hi != list(full):
+        result = add("Slice", [natural, *(_const(graph, f"{name}_crop_{k}", np.asarray(v, np.int64)) for k, v in
+                                          (("starts", lo), ("ends", hi), ("axes", [2, 3])))],
+                     (n, out_c, *(h - l for l, h in zip(lo, hi))), "crop")
+    before = [max(-b, 0) for b in begins]
+    after = [max(b + o - f, 0) for b, o, f in zip(begins, out_hw, full)]
+    if any(before) or any(after):  # outputs past the kernel's reach: no tap lands there, only the bias
+        pads = _const(graph, f"{name}_reach_pads", np.asarray([0, 0, *before, 0, 0, *after], np.int64))
+        result = add("Pad", [result, pads], out_shape, "reach", mode="constant")
+    if bias is not None:
+        result = add("Add", [result, _const(graph, f"{name}_bias", bias.reshape(-1, 1, 1))], out_shape, "bias")
+    _replace(graph, node, result, y)
 
 
 # --- MatMul with a 1-D operand -----------------------------------------------------------------------
