@@ -27,8 +27,9 @@ from edgec.fsutil import atomic_write_text, staging_folder
 from edgec.ir import clone, input_specs, sample_inputs
 from edgec.passes import fix_input_shapes, run_passes
 from edgec.quantization.layer_report import layer_sqnr
+from edgec.runtimes.child import ChildCrash, ChildRuntimes, IsolatedRuntime
 from edgec.runtimes.onnxrt import OnnxRuntime
-from edgec.runtimes.placement import run_all, verification_runtime
+from edgec.runtimes.placement import run_all, runs_on_this_host, verification_runtime
 from edgec.targets import Target
 from edgec.verify import compare_outputs, json_safe, lsb_agreement, lsb_failures, tolerance_failures
 
@@ -294,36 +295,60 @@ def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_m
         result["quantized_reference"] = {"vs_float": compare_outputs(qdq_outputs, float_outputs, output_names)}
 
     failures = []
-    for fmt, path in staged.items():
-        runtime, where = verification_runtime(fmt, path, target)  # host, qemu-arm64, gpu0 or why not
-        if runtime is None:
-            result["artifacts"][fmt] = {"ran": False, "why": where}
-            continue
-        info = lowering_info.get(fmt, {})
-        if info.get("quantized", {}).get("io") == "int8":
-            runtime = FloatIO(runtime, info["inputs"], info["outputs"])
-        outputs = run_all(runtime, inputs)
-        entry = {"ran": True, "runtime": runtime.name, "where": where}
-        for ref_name, ref in references.items():
-            figures = compare_outputs(outputs, ref, output_names)
-            entry[f"vs_{ref_name}"] = figures
-            failures += [f"{fmt} vs {ref_name}: {p}" for p in tolerance_failures(figures, target.tolerance)]
-        if qdq_outputs is not None:
-            figures = compare_outputs(outputs, qdq_outputs, output_names)
-            figures["lsb_agreement"] = lsb_agreement(outputs, qdq_outputs, steps)
-            entry["vs_qdq"] = figures
-            failures += [f"{fmt} vs the quantized reference: {p}"
-                         for p in lsb_failures(figures, result["quantized_reference"]["vs_float"],
-                                               output_names, target.tolerance)]
-        if hasattr(runtime, "delegation"):
-            entry["xnnpack"] = runtime.delegation()
-        result["artifacts"][fmt] = entry
+    # A freshly written artifact is untrusted: one that runs on this host is loaded and run in a
+    # child process, so a runtime that aborts (XNNPACK's SIGABRT on a bad file) fails
+    # verification instead of killing edgec. qemu runs out of process already.
+    with ChildRuntimes() as child:
+        for fmt, path in staged.items():
+            info = lowering_info.get(fmt, {})
+            io_params = (info["inputs"], info["outputs"]) if info.get("quantized", {}).get("io") == "int8" else None
+            try:
+                if runs_on_this_host(fmt, target):
+                    runtime, where = child.open(path, **({"io_params": io_params} if io_params else {})), "host"
+                else:
+                    runtime, where = verification_runtime(fmt, path, target)  # qemu-arm64, gpu0 or why not
+                    if runtime is None:
+                        result["artifacts"][fmt] = {"ran": False, "why": where}
+                        continue
+                    if io_params:
+                        runtime = FloatIO(runtime, *io_params)
+                entry, problems = _verify_artifact(fmt, runtime, where, inputs, references, qdq_outputs, steps,
+                                                   result, output_names, target)
+            except ChildCrash as crash:
+                result["artifacts"][fmt] = {"ran": False, "crashed": str(crash)}
+                failures.append(f"{fmt}: {crash}")
+                continue
+            result["artifacts"][fmt] = entry
+            failures += problems
     if failures:
         raise VerificationError(
             "verification failed, no artifact written:\n  " + "\n  ".join(failures)
             + "\n(use --no-verify to write the artifacts anyway)"
         )
     return result
+
+
+def _verify_artifact(fmt: str, runtime, where: str, inputs, references: dict, qdq_outputs, steps, result: dict,
+                     output_names: list[str], target: Target) -> tuple[dict, list[str]]:
+    """Run one staged artifact and compare it with every reference: (report entry, failures)."""
+    failures = []
+    outputs = runtime.run_all(inputs) if isinstance(runtime, IsolatedRuntime) else run_all(runtime, inputs)
+    entry = {"ran": True, "runtime": runtime.name, "where": where}
+    for ref_name, ref in references.items():
+        figures = compare_outputs(outputs, ref, output_names)
+        entry[f"vs_{ref_name}"] = figures
+        failures += [f"{fmt} vs {ref_name}: {p}" for p in tolerance_failures(figures, target.tolerance)]
+    if qdq_outputs is not None:
+        figures = compare_outputs(outputs, qdq_outputs, output_names)
+        figures["lsb_agreement"] = lsb_agreement(outputs, qdq_outputs, steps)
+        entry["vs_qdq"] = figures
+        failures += [f"{fmt} vs the quantized reference: {p}"
+                     for p in lsb_failures(figures, result["quantized_reference"]["vs_float"],
+                                           output_names, target.tolerance)]
+    delegation = runtime.delegation() if hasattr(runtime, "delegation") else None
+    if delegation is not None:
+        entry["xnnpack"] = delegation
+    return entry, failures
 
 
 def _run_torch(fn, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -21,11 +21,16 @@ import numpy as np
 from edgec.targets import Target, host_arch, load_registry
 
 
+def runs_on_this_host(fmt: str, target: Target) -> bool:
+    """A host runtime (LiteRT, TVM's CPU runtime) loads this artifact."""
+    return fmt == "tflite" or (target.arch == host_arch() and target.tvm_target.get("kind", "llvm") == "llvm")
+
+
 def verification_runtime(fmt: str, path: str | Path, target: Target):
     """(runtime, where) for verifying `path`, or (None, why not)."""
     from edgec.artifact import open_runtime
 
-    if fmt == "tflite" or (target.arch == host_arch() and target.tvm_target.get("kind", "llvm") == "llvm"):
+    if runs_on_this_host(fmt, target):
         return open_runtime(path), "host"
     devices = _listed_devices(target)
     if target.arch == "cuda":
