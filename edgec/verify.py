@@ -115,6 +115,22 @@ def lsb_failures(vs_qdq: dict, qdq_vs_float: dict, names: Sequence[str], tol: To
     return problems
 
 
+def drift_failures(vs_qdq: dict, qdq_vs_float: dict, names: Sequence[str]) -> list[str]:
+    """End to end, for an artifact whose every layer passed the faithfulness check: rounding
+    ties may compound through depth, but the artifact's distance to the quantized reference
+    must stay below the quantization noise itself (SQNR vs QDQ >= SQNR of QDQ vs float). A
+    fault in what the per-layer check cannot see (e.g. XNNPACK's kernels vs the builtin ones
+    it ran) shows up here."""
+    problems = []
+    for k, name in enumerate(names):
+        art = vs_qdq["outputs"][k].get("sqnr_db", -math.inf)
+        quant = qdq_vs_float["outputs"][k].get("sqnr_db", math.inf)
+        if math.isfinite(quant) and art < quant:  # (no quantization noise: the float tolerance rules)
+            problems.append(f"output '{name}': SQNR vs the quantized reference, {art:.1f} dB, is below the "
+                            f"quantization noise ({quant:.1f} dB vs float)")
+    return problems
+
+
 def tolerance_failures(figures: dict, tol: Tolerance) -> list[str]:
     """Why the figures break the target's float tolerance; empty when they pass."""
     problems = []

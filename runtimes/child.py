@@ -106,6 +106,11 @@ class ChildRuntimes:
                                           stdout=subprocess.PIPE, stderr=self._stderr)
         return self._proc
 
+    def intermediates(self, path: str | Path, samples, tensors) -> list[dict]:
+        """edgec.runtimes.litert.intermediate_tensors, run in the worker."""
+        return self.call("intermediates", Path(path), file=str(path), samples=[list(s) for s in samples],
+                         tensors=[int(t) for t in tensors])
+
     def open(self, path: str | Path, **options) -> IsolatedRuntime:
         """Load `path` in the worker (options as edgec.artifact.open_runtime, plus `io_params`:
         the (inputs, outputs) signature entries of an int8-I/O artifact, run with float I/O)."""
@@ -160,7 +165,8 @@ class ChildRuntimes:
 
 # Errors whose class survives the trip back (one-message constructors).
 _ERRORS = {cls.__name__: cls for cls in (EdgecError, ModelLoadError, InputShapeError)}
-_DOING = {"open": "loading", "run": "running", "run_all": "running", "delegation": "inspecting"}
+_DOING = {"open": "loading", "run": "running", "run_all": "running", "intermediates": "running",
+          "delegation": "inspecting"}
 
 
 # -- the worker --------------------------------------------------------------------------
@@ -192,6 +198,10 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             elif op == "run_all":
                 runtime = loaded[request["handle"]]
                 value = [runtime.run(x) for x in request["samples"]]
+            elif op == "intermediates":
+                from edgec.runtimes.litert import intermediate_tensors
+
+                value = intermediate_tensors(request["file"], request["samples"], request["tensors"])
             elif op == "delegation":
                 runtime = loaded[request["handle"]]
                 value = getattr(runtime, "runtime", runtime).delegation()

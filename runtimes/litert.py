@@ -127,3 +127,27 @@ def _delegated_ops(model_ops: list[tuple[str, list[int], list[int]]],
             taken.add(op)
             stack.extend(i for i in model_ops[op][1] if i >= 0)
     return taken
+
+
+def intermediate_tensors(path: str | Path, samples: Sequence[Sequence[np.ndarray]],
+                         tensors: Sequence[int]) -> list[dict[int, np.ndarray]]:
+    """The values of `tensors` (indices into the file's subgraph) on each sample, computed by
+    LiteRT's builtin kernels with every tensor kept (XNNPACK hides a delegated partition's
+    inside): what a layer-by-layer comparison with the quantized reference reads."""
+    path = artifact_path(path)
+    try:
+        with _native_stderr_silenced():
+            interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{path}: not a loadable TFLite model ({first_line})") from None
+    details = interp.get_input_details()
+    results = []
+    for sample in samples:
+        for detail, array in zip(details, sample):
+            interp.set_tensor(detail["index"], np.asarray(array, dtype=detail["dtype"]))
+        interp.invoke()
+        results.append({int(t): interp.get_tensor(int(t)).copy() for t in tensors})
+    return results

@@ -143,6 +143,10 @@ def _quantized_summary(ctx: LoweringContext, io: str) -> dict:
         "dequantize_ops": sum(1 for op in graph.operators if graph.op_name(op) == "DEQUANTIZE"),
         # Nodes that stay float between DEQUANTIZE and QUANTIZE, and why.
         "float_islands": ctx.plan.float_islands if ctx.plan else [],
+        # ONNX value -> [int8 tensor index in the file, permutation from ONNX layout]: what the
+        # layer-by-layer verification (edgec.faithfulness) compares with the QDQ graph.
+        "tensor_map": {name: [int(h.tensor), [int(p) for p in h.perm]]
+                       for name, h in ctx.quantized_values().items()},
     }
 
 
