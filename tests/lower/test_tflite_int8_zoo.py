@@ -4,7 +4,8 @@ Per model (small sizes, random calibration stacked into one array, as `--calib` 
 - every int8 tensor is within 1 LSB of what onnxruntime computes from the artifact's own
   inputs to that op (per_tensor_agreement): each layer is held to 1 LSB;
 - end to end, LiteRT with XNNPACK is within one output step of onnxruntime on >= 99% of
-  output elements. Not asserted for ResNet-18: XNNPACK's integer arithmetic and
+  output elements; for ResNet-18 it is held to the verifier's rule instead (closer to the
+  QDQ graph than quantization noise), since there XNNPACK's integer arithmetic and
   onnxruntime's float arithmetic round a rare near-.5 value apart (fed the same inputs, one
   element of the 33 int8 tensors differed, by 1 LSB), and in this random-weight ResNet one
   such difference grows through the residual stages to several LSB at the logits on about
@@ -23,6 +24,9 @@ from edgec import zoo
 from edgec.frontends import load_model
 from edgec.passes import run_passes
 from edgec.quantization import quantize_model
+from edgec.runtimes.litert import LiteRTRuntime
+from edgec.runtimes.onnxrt import OnnxRuntime
+from edgec.verify import compare_outputs, drift_failures
 from test_tflite_int8 import (
     MIN_LSB_AGREEMENT, float_tensors_inside, lower_and_run, ops_of, per_tensor_agreement, read_flatbuffer,
 )
@@ -58,14 +62,25 @@ def zoo_int8(request, tmp_path_factory):
     inputs = [[rng.standard_normal(shape).astype(np.float32)] for _ in range(4)]
     path = tmp_path_factory.mktemp(name) / f"{name}.tflite"
     run = lower_and_run(qdq, info, path, inputs, builtin=False)
+    run.float_model = model
     return name, run, inputs
 
 
-def test_zoo_model_matches_the_qdq_reference_within_one_lsb(zoo_int8):
-    name, run, _ = zoo_int8
-    if name not in END_TO_END:
-        pytest.skip("end-to-end agreement depends on rounding ties in this network; see the module docstring")
-    assert run.agreement["xnnpack"] >= MIN_LSB_AGREEMENT, run.agreement
+def test_zoo_model_matches_the_qdq_reference_end_to_end(zoo_int8):
+    """Within 1 LSB of the QDQ graph; for ResNet-18, whose rounding ties compound (see the
+    module docstring), the verifier's end-to-end rule for a layer-checked artifact: closer to
+    the QDQ reference than quantization noise (edgec.verify.drift_failures)."""
+    name, run, inputs = zoo_int8
+    if name in END_TO_END:
+        assert run.agreement["xnnpack"] >= MIN_LSB_AGREEMENT, run.agreement
+        return
+    names = [v.name for v in run.qdq.graph.outputs]
+    got = [LiteRTRuntime(run.path).run(x) for x in inputs]
+    qdq = [OnnxRuntime.from_ir(run.qdq, optimize=False).run(x) for x in inputs]
+    ref = [OnnxRuntime.from_ir(run.float_model, optimize=False).run(x) for x in inputs]
+    vs_qdq, qdq_vs_float = compare_outputs(got, qdq, names), compare_outputs(qdq, ref, names)
+    assert drift_failures(vs_qdq, qdq_vs_float, names) == []
+    assert vs_qdq["sqnr_db"] > qdq_vs_float["sqnr_db"]
 
 
 def test_zoo_model_every_layer_within_one_lsb(zoo_int8, tmp_path):
