@@ -33,6 +33,7 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     equalization: bool | None = None,
     bias_correction: bool | None = None,
     accuracy_budget: float | None = None,
+    fallback_precision: str = "float",
     io: str | None = None,
     verify: bool = True,
     samples: int = 4,
@@ -53,12 +54,15 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     with float drops by at most that many points (dB of SQNR for non-classifiers). For int8
     targets it keeps the layers whose int8 rounding costs most in float until top-1 agreement
     with float is within that many points (percent relative RMS error for non-classifiers);
-    the report's quantization.mixed_precision lists each layer's choice and measured SQNR. Returns an Artifact whose .report is
+    `fallback_precision="int16"` gives those layers TFLite's 16x8 mode (int16 activations, int8
+    weights) instead of float. The report's quantization.mixed_precision lists each layer's
+    choice and measured SQNR. Returns an Artifact whose .report is
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)
     if not isinstance(target, str):
         raise EdgecError(f"target {target!r}: expected a target name such as 'x86_64-fp32' (see `edgec targets`)")
+    _check_fallback(fallback_precision, accuracy_budget)
     tgt = load_registry(devices).target(target)
     if io is not None:
         tgt = _with_io(tgt, io)
@@ -90,7 +94,7 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     request = QuantizeRequest(calibration=calibration, method=calib_method, percentile=calib_percentile,
                               preprocess=calib_preprocess, limit=calib_limit, qat=qat,
                               equalization=equalization, bias_correction=bias_correction,
-                              accuracy_budget=accuracy_budget)
+                              accuracy_budget=accuracy_budget, fallback_precision=fallback_precision)
     return compile_imported(imported, tgt, out_dir, input_shapes=shapes, quantize=request,
                             formats=tuple(formats) if formats else None,
                             verify=verify, samples=samples, log=log, timings={"import_s": import_s})
@@ -104,6 +108,16 @@ def _check_formats(target, formats) -> None:
     for fmt in formats:
         if fmt not in target.formats:
             raise EdgecError(f"--format '{fmt}': target '{target.name}' makes {', '.join(target.formats)}")
+
+
+def _check_fallback(fallback_precision: str, accuracy_budget: float | None) -> None:
+    from edgec.quantization.mixed_precision import FALLBACKS
+
+    if fallback_precision not in FALLBACKS:
+        raise EdgecError(f"unknown --fallback-precision '{fallback_precision}'; expected one of {', '.join(FALLBACKS)}")
+    if fallback_precision != "float" and accuracy_budget is None:
+        raise EdgecError(f"--fallback-precision {fallback_precision} chooses layers under an accuracy budget; "
+                         "add --accuracy-budget (e.g. 1.0)")
 
 
 def _with_io(target, io: str):

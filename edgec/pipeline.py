@@ -60,6 +60,7 @@ class QuantizeRequest:
     # Greedy mixed precision under this loss: int4 targets choose int4 layers
     # (quantization/sensitivity.py), int8 targets float fallback (quantization/mixed_precision.py).
     accuracy_budget: float | None = None
+    fallback_precision: str = "float"  # int8 targets: what the budget moves sensitive layers to (or "int16")
     # A prepared model's edgec.training.qat.QATDeployment: its learned ranges replace calibration.
     qat: Any = None
 
@@ -144,7 +145,7 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
     from edgec.passes import get_pass
     from edgec.quantization import quantize_model, quantized_tensor_names
     from edgec.quantization.calibration import collect_statistics, load_calibration
-    from edgec.quantization.mixed_precision import choose_float_fallback
+    from edgec.quantization.mixed_precision import assignment_options, choose_precisions
     from edgec.quantization.sensitivity import choose_int4_layers
 
     if request.qat is not None:
@@ -176,11 +177,11 @@ def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Lo
         mixed = choose_int4_layers(float_model, data, statistics, request.accuracy_budget, progress=progress)
         options["node_weight_bits"] = mixed["bits"]
     elif request.accuracy_budget is not None:
-        # int8: the layers whose rounding costs most stay float, until the model is within budget.
-        log(f"choosing float fallback under an accuracy budget of {request.accuracy_budget}")
-        mixed = choose_float_fallback(float_model, data, statistics, request.accuracy_budget,
-                                      bias_correction=correct_bias, progress=progress)
-        options["exclude_nodes"] = frozenset(mixed["float_nodes"])
+        # int8: the layers whose rounding costs most go float (or 16x8) until the model is within budget.
+        log(f"choosing {request.fallback_precision} layers under an accuracy budget of {request.accuracy_budget}")
+        mixed = choose_precisions(float_model, data, statistics, request.accuracy_budget,
+                                  fallback=request.fallback_precision, bias_correction=correct_bias, progress=progress)
+        options.update(assignment_options(frozenset(mixed["nodes"]), request.fallback_precision))
     qdq, info = quantize_model(float_model, data, bias_correction=correct_bias, statistics=statistics, **options)
     info.pop("statistics")
     if mixed is not None:

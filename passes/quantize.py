@@ -30,11 +30,13 @@ from edgec.errors import PassError
 from edgec.ir import const_array, node_label
 from edgec.passes.base import sole_consumer
 from edgec.quantization.scheme import (
+    INT16_MAX,
     QParams,
     activation_qparams,
     dequantize,
     fixed_qparams,
     is_degenerate_range,
+    int16_activation_qparams,
     quantize,
     quantize_bias,
     weight_qparams,
@@ -54,6 +56,11 @@ FUSING_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mu
 SAME_PARAMS_OPS = {"MaxPool", "AveragePool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
                    "Pad", "Slice", "Split", "Resize", "Concat"}
 FIXED_OUTPUT = {"Sigmoid": (1 / 256, -128), "Softmax": (1 / 256, -128), "Tanh": (1 / 128, 0)}
+# Ops with 16x8 kernels (int16 activations, int8 weights) in TFLite's builtin kernels, which
+# the TFLite lowering writes; their fixed outputs in that mode.
+INT16_OPS = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Softmax", "Sigmoid", "Tanh", "Relu", "ReduceMean",
+             "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "MaxPool", "AveragePool"}
+FIXED_OUTPUT_INT16 = {"Sigmoid": (1 / 32768, 0), "Softmax": (1 / 32768, 0), "Tanh": (1 / 32768, 0)}
 # Which inputs carry data (quantized); the others are shapes, axes or clip bounds.
 DATA_INPUTS = {"Clip": (0,), "Pad": (0,), "Resize": (0,), "Reshape": (0,), "Slice": (0,), "Split": (0,),
                "ReduceMean": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Conv": (0,), "ConvTranspose": (0,),
@@ -66,6 +73,10 @@ class QuantizeOptions:
     weight_bits: int = 8
     node_weight_bits: dict[str, int] = dataclasses.field(default_factory=dict)  # node name -> bits
     exclude_nodes: frozenset[str] = frozenset()  # node names kept in float
+    # Node names computing with int16 activations (inputs and outputs; weights stay int8): a
+    # tensor takes its producer's precision, and a reader of the other one gets a second QDQ
+    # pair (TFLite: a requantization) in front of it.
+    int16_nodes: frozenset[str] = frozenset()
     # Per-channel means of activations (calibration); when given, biases absorb the mean error
     # that rounding the weights introduces (bias correction, Nagel et al. 2019).
     channel_means: dict[str, np.ndarray] | None = None
@@ -191,8 +202,10 @@ class QuantizeQDQ(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         ints, floats = integer_nodes(graph, self.options.exclude_nodes)
-        fused = self._fused_pairs(graph, ints)
+        self._check_int16_nodes(ints)
+        fused = self._fused_pairs(graph, ints, self.options.int16_nodes)
         tensors = self._quantized_tensors(graph, ints, fused)
+        self._tensor_bits = self._precisions(graph, ints, tensors)
         params = self._tensor_params(graph, ints, tensors)
         layers = []
         for node in list(graph):
@@ -204,8 +217,10 @@ class QuantizeQDQ(ir.passes.InPlacePass):
                         layer["output_scale"] = float(params[out].scale)
                         layer["output_zero_point"] = int(params[out].zero_point)
                     layers.append(layer)
+        requantized = 0
         for name in tensors:
-            self._insert_qdq(graph, name, params[name])
+            dq = self._insert_qdq(graph, name, params[name])
+            requantized += self._requantize_for_readers(graph, ints, name, dq)
         graph.sort()
         self.details = {
             "integer_nodes": len(ints),
@@ -215,21 +230,28 @@ class QuantizeQDQ(ir.passes.InPlacePass):
             # Zero on every calibration sample: scaled like a neighbour (see _neighbour_scale).
             "zero_range_tensors": list(self.degenerate_tensors),
             "layers": layers,
-            "activations": {n: {"scale": float(params[n].scale), "zero_point": int(params[n].zero_point)}
+            "activations": {n: {"scale": float(params[n].scale), "zero_point": int(params[n].zero_point),
+                                **({"bits": 16} if self._tensor_bits[n] == 16 else {})}
                             for n in tensors},
         }
+        if self.options.int16_nodes:
+            self.details["int16_nodes"] = sorted(n.name for n in ints if n.name in self.options.int16_nodes)
+            self.details["requantized_reads"] = requantized
         return ir.passes.PassResult(model, modified=bool(tensors))
 
     # -- which tensors -------------------------------------------------------------------
     @staticmethod
-    def _fused_pairs(graph: ir.Graph, ints: set[ir.Node]) -> dict[ir.Node, ir.Node]:
-        """producer -> its Relu/Clip consumer that TFLite fuses into the producer's kernel."""
+    def _fused_pairs(graph: ir.Graph, ints: set[ir.Node], int16_nodes: frozenset[str] = frozenset()
+                     ) -> dict[ir.Node, ir.Node]:
+        """producer -> its Relu/Clip consumer that TFLite fuses into the producer's kernel
+        (both of one precision)."""
         pairs = {}
         for node in graph:
             if node not in ints or node.op_type not in FUSING_PRODUCERS:
                 continue
             act = sole_consumer(node.outputs[0])
-            if act is not None and act in ints and is_fusable_activation(act):
+            if act is not None and act in ints and is_fusable_activation(act) and \
+                    (act.name in int16_nodes) == (node.name in int16_nodes):
                 pairs[node] = act
         return pairs
 
@@ -255,38 +277,109 @@ class QuantizeQDQ(ir.passes.InPlacePass):
                 "calibrate the same graph that is quantized"
             )
         params = {}
+        self._grids: dict[str, tuple[float, float, str | None]] = {}
+        fixed_op = {n.outputs[0].name: n.op_type for n in graph if n in ints and n.op_type in FIXED_OUTPUT}
         degenerate = []
+        self._zero_scales: dict[str, float | None] = {}
         for members, fixed in parameter_groups(graph, ints, tensors):
-            if fixed is not None:
-                p = fixed_qparams(*fixed)
-            else:
-                lo = min(ranges[m][0] for m in members)
-                hi = max(ranges[m][1] for m in members)
-                if is_degenerate_range(lo, hi):
-                    degenerate.append(members)
-                    continue
-                p = activation_qparams(lo, hi)
+            lo = min(ranges[m][0] for m in members)
+            hi = max(ranges[m][1] for m in members)
+            op = next((fixed_op[m] for m in members if m in fixed_op), None) if fixed is not None else None
             for m in members:
-                params[m] = p
+                self._grids[m] = (lo, hi, op)
+            if op is None and is_degenerate_range(lo, hi):
+                degenerate.append(members)
+                continue
+            for m in members:
+                params[m] = self._params_at(m, self._tensor_bits[m])
         for members in degenerate:
-            p = zero_tensor_qparams(_neighbour_scale(graph, ints, members, params))
+            scale = _neighbour_scale(graph, ints, members, params)
             for m in members:
-                params[m] = p
+                self._zero_scales[m] = scale
+                params[m] = self._params_at(m, self._tensor_bits[m])
         self.degenerate_tensors = [m for members in degenerate for m in members]
         return params
 
+    # -- 16-bit activations ----------------------------------------------------------------
+    def _node_bits(self, node: ir.Node) -> int:
+        return 16 if node.name in self.options.int16_nodes else 8
+
+    def _check_int16_nodes(self, ints: set[ir.Node]) -> None:
+        for node in ints:
+            if node.name in self.options.int16_nodes and node.op_type not in INT16_OPS:
+                raise PassError(f"{node.op_type} '{node_label(node)}' has no 16x8 kernel in TFLite; "
+                                "keep it int8 or float")
+
+    def _precisions(self, graph: ir.Graph, ints: set[ir.Node], tensors: list[str]) -> dict[str, int]:
+        """A tensor's activation bits: its integer producer's; for graph inputs and float
+        producers, 16 when every integer reader is 16-bit."""
+        bits = {}
+        for name in tensors:
+            value = _find_value(graph, name)
+            producer = value.producer()
+            if producer is not None and producer in ints:
+                bits[name] = self._node_bits(producer)
+            else:
+                readers = [c for c in value.consumers() if c in ints]
+                bits[name] = 16 if readers and all(self._node_bits(c) == 16 for c in readers) else 8
+        return bits
+
+    def _params_at(self, name: str, bits: int) -> QParams:
+        """The parameters of tensor `name` (its group's range, or its op's fixed ones) at `bits`."""
+        lo, hi, fixed_op = self._grids[name]
+        if fixed_op is not None:
+            table = FIXED_OUTPUT_INT16 if bits == 16 else FIXED_OUTPUT
+            return fixed_qparams(*table[fixed_op], bits=bits)
+        if name in self._zero_scales:  # zero on every sample: a neighbour's scale (see _neighbour_scale)
+            p = zero_tensor_qparams(self._zero_scales[name])
+            return int16_activation_qparams(0.0, float(p.scale) * INT16_MAX) if bits == 16 else p
+        return int16_activation_qparams(lo, hi) if bits == 16 else activation_qparams(lo, hi)
+
+    def _read_params(self, node: ir.Node, name: str, params: dict[str, QParams]) -> QParams:
+        """The parameters `node` reads tensor `name` with (requantized to its own precision)."""
+        if name in self._grids and self._tensor_bits.get(name) != self._node_bits(node):
+            return self._params_at(name, self._node_bits(node))
+        return params[name]
+
+    def _requantize_for_readers(self, graph: ir.Graph, ints: set[ir.Node], name: str, dq: ir.Value) -> int:
+        """Integer readers of the other precision read `name` through a second QDQ pair."""
+        own = self._tensor_bits[name]
+        readers = [c for c in dq.consumers() if c in ints and self._node_bits(c) != own]
+        if not readers:
+            return 0
+        p = self._params_at(name, 16 if own == 8 else 8)
+        second = self._qdq_pair(graph, dq, f"{name}/int{16 if own == 8 else 8}", p)
+        for reader in readers:
+            for i, v in enumerate(reader.inputs):
+                if v is dq:
+                    reader.replace_input_with(i, second)
+        return len(readers)
+
     # -- rewriting -------------------------------------------------------------------------
-    def _insert_qdq(self, graph: ir.Graph, name: str, p: QParams) -> None:
-        value = _find_value(graph, name)
+    def _qdq_pair(self, graph: ir.Graph, value: ir.Value, name: str, p: QParams) -> ir.Value:
+        """value -> Q -> DQ after value's producer; the DQ output (no uses rewired)."""
+        q, dq = self._pair_nodes(graph, value, name, p)
+        q.outputs[0].name, dq.outputs[0].name = f"{name}/q", f"{name}/dq"
+        graph.insert_after(value.producer(), [q, dq])
+        return dq.outputs[0]
+
+    @staticmethod
+    def _pair_nodes(graph: ir.Graph, value: ir.Value, name: str, p: QParams) -> tuple[ir.Node, ir.Node]:
+        dtype, np_dtype = (ir.DataType.INT16, np.int16) if p.qmax > 127 else (ir.DataType.INT8, np.int8)
         scale = _const(graph, f"{name}/scale", np.asarray(p.scale, np.float32))
-        zp = _const(graph, f"{name}/zero_point", np.asarray(p.zero_point, np.int8))
+        zp = _const(graph, f"{name}/zero_point", np.asarray(p.zero_point, np_dtype))
         q = ir.node("QuantizeLinear", [value, scale, zp], name=f"{name}/Q", num_outputs=1)
-        q.outputs[0].name = f"{name}/q"
-        q.outputs[0].dtype = ir.DataType.INT8
+        q.outputs[0].dtype = dtype
         q.outputs[0].shape = value.shape
         dq = ir.node("DequantizeLinear", [q.outputs[0], scale, zp], name=f"{name}/DQ", num_outputs=1)
         dq.outputs[0].dtype = ir.DataType.FLOAT
         dq.outputs[0].shape = value.shape
+        return q, dq
+
+    def _insert_qdq(self, graph: ir.Graph, name: str, p: QParams) -> ir.Value:
+        value = _find_value(graph, name)
+        q, dq = self._pair_nodes(graph, value, name, p)
+        q.outputs[0].name = f"{name}/q"
         was_output = [i for i, o in enumerate(graph.outputs) if o is value]
         value.replace_all_uses_with(dq.outputs[0], replace_graph_outputs=True)
         q.replace_input_with(0, value)
@@ -303,6 +396,7 @@ class QuantizeQDQ(ir.passes.InPlacePass):
                 graph.extend([q, dq])
             else:
                 graph.insert_before(first, [q, dq])
+        return dq.outputs[0]
 
     def _quantize_constants(self, graph: ir.Graph, node: ir.Node, params: dict[str, QParams]) -> list[dict]:
         """Weights (per channel), bias (int32) and constant operands (per tensor) behind a DQ."""
@@ -328,7 +422,10 @@ class QuantizeQDQ(ir.passes.InPlacePass):
                 x_name = node.inputs[0].name
                 if x_name not in params:
                     raise PassError(f"{node.op_type} '{node_label(node)}': its input '{x_name}' is not quantized")
-                qb, bscale = quantize_bias(b, float(params[x_name].scale), np.atleast_1d(wp.scale))
+                x_scale = float(self._read_params(node, x_name, params).scale)
+                qb, bscale = quantize_bias(b, x_scale, np.atleast_1d(wp.scale))
+                if self._node_bits(node) == 16:
+                    qb, bscale = _bias_within_int32(b, qb, bscale)
                 bp = QParams(bscale, np.zeros_like(bscale, dtype=np.int32), np.iinfo(np.int32).min,
                              np.iinfo(np.int32).max, 0)
                 node.replace_input_with(2, _dq_const(graph, f"{node_label(node)}/bias", qb, bp, 32))
@@ -338,9 +435,27 @@ class QuantizeQDQ(ir.passes.InPlacePass):
             c = const_array(node.inputs[i])
             if c is None:
                 continue
-            cp = activation_qparams(float(c.min()), float(c.max()))
-            node.replace_input_with(i, _dq_const(graph, f"{node_label(node)}/const{i}", quantize(c, cp), cp, 8))
+            if self._node_bits(node) == 16:  # 16x8 kernels take int16 operands with zero point 0
+                cp = int16_activation_qparams(float(c.min()), float(c.max()))
+                bits = 16
+            else:
+                cp, bits = activation_qparams(float(c.min()), float(c.max())), 8
+            node.replace_input_with(i, _dq_const(graph, f"{node_label(node)}/const{i}", quantize(c, cp), cp, bits))
         return layers
+
+
+def _bias_within_int32(b: np.ndarray, qb: np.ndarray, bscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 16x8 layer's bias on a scale ~256x finer than int8's can overflow int32, the widest
+    integer DequantizeLinear reads (TFLite stores it int64). Such channels keep a power-of-two
+    multiple of the scale: the lowering rounds them back onto the kernel's scale in int64, off by
+    at most half that multiple of the accumulator's step, far below an output step."""
+    limit = float(np.iinfo(np.int32).max)
+    need = np.abs(b.astype(np.float64)) / bscale.astype(np.float64)
+    if not np.any(need >= limit):
+        return qb, bscale
+    factor = np.where(need >= limit, 2.0 ** np.ceil(np.log2(np.maximum(need, 1.0) / limit) + 1), 1.0)
+    scale = (bscale.astype(np.float64) * factor).astype(np.float32)
+    return np.rint(b.astype(np.float64) / scale).astype(np.int32), scale
 
 
 def _weight_error_shift(node: ir.Node, w: np.ndarray, wq: np.ndarray, mean_x: np.ndarray) -> np.ndarray | None:

@@ -60,5 +60,5 @@ def test_the_report_says_per_layer_what_was_chosen_and_why(artifacts):
     assert choice["within_budget"] and choice["result"]["loss"] <= 0.5
     # The layers kept float are float in the quantized graph the artifact was lowered from.
     floats = {f["node"] for f in mixed.report["quantization"]["float_nodes"]}
-    assert set(choice["float_layers"]) <= floats
+    assert set(choice["moved_layers"]) <= floats
     assert "mixed_precision" not in int8.report["quantization"]

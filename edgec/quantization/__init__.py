@@ -27,7 +27,8 @@ def quantized_tensor_names(model: ir.Model, exclude_nodes: frozenset[str] = froz
 
 def quantize_model(model: ir.Model, calibration: Any, *, method: str = "minmax", percentile: float = 99.99,
                    weight_bits: int = 8, node_weight_bits: dict[str, int] | None = None,
-                   exclude_nodes: frozenset[str] = frozenset(), bias_correction: bool = True,
+                   exclude_nodes: frozenset[str] = frozenset(), int16_nodes: frozenset[str] = frozenset(),
+                   bias_correction: bool = True,
                    preprocess: str | None = None, limit: int | None = None,
                    progress: Progress | None = None,
                    statistics: Statistics | None = None) -> tuple[ir.Model, dict]:
@@ -51,6 +52,7 @@ def quantize_model(model: ir.Model, calibration: Any, *, method: str = "minmax",
     qpass = QuantizeQDQ(QuantizeOptions(ranges=stats.ranges, weight_bits=weight_bits,
                                         node_weight_bits=dict(node_weight_bits or {}),
                                         exclude_nodes=frozenset(exclude_nodes),
+                                        int16_nodes=frozenset(int16_nodes),
                                         channel_means=stats.channel_means if bias_correction else None))
     qdq = qpass(qdq).model
     info = {"calibration": {"source": data.source, "samples": len(data), "method": method,

@@ -23,7 +23,11 @@ def _dq_sources(qdq: ir.Model) -> dict[str, str]:
         q = node.inputs[0].producer()
         if q is None or q.op_type != "QuantizeLinear":
             continue  # a weight's DQ
-        src = q.inputs[0].name
+        source = q.inputs[0]
+        while (dq := source.producer()) is not None and dq.op_type == "DequantizeLinear" and \
+                (q_before := dq.inputs[0].producer()) is not None and q_before.op_type == "QuantizeLinear":
+            source = q_before.inputs[0]  # a requantization (int8 <-> int16 reader) stands for the same tensor
+        src = source.name
         pairs[node.outputs[0].name] = src[: -len("/float")] if src.endswith("/float") else src
     return pairs
 

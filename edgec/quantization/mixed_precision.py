@@ -12,11 +12,17 @@ quantization, each layer's cost is measured and only the costly ones are given m
    time until the whole model is within the user's budget; then each moved layer is tried
    back in int8 (least noisy first) and stays there if the budget still holds.
 
-The higher precision is float fallback: the layer computes in float between a DequantizeLinear
-and a QuantizeLinear (the TFLite file then has DEQUANTIZE -> float op -> QUANTIZE islands, which
-every runtime runs). Layers that only move or clamp values (reshapes, transposes, pooling,
-ReLU) add no rounding of their own: they follow their neighbours, so that no QDQ pair is left
-between two float layers.
+The higher precision (`fallback`) is one of
+- "float": the layer computes in float between a DequantizeLinear and a QuantizeLinear (the
+  TFLite file then has DEQUANTIZE -> float op -> QUANTIZE islands, which every runtime runs);
+- "int16": TFLite's 16x8 mode for that layer: int16 activations (symmetric, zero point 0),
+  int8 weights, int64 bias; a tensor between an int8 and a 16x8 layer is requantized. Only
+  ops with 16x8 kernels (passes/quantize.py INT16_OPS) are candidates. XNNPACK has no 16x8
+  kernels: LiteRT runs those layers on its builtin kernels; integer-only accelerators are
+  where this mode pays.
+Layers that only move or clamp values (reshapes, transposes, pooling, ReLU) add no rounding of
+their own: they follow their neighbours, so that no QDQ pair is left between two layers of
+the higher precision.
 
 The budget is the allowed loss against the float model on the evaluation samples: in points of
 top-1 agreement for classifiers, otherwise in percent relative RMS error (1% = 40 dB SQNR).
@@ -32,13 +38,14 @@ import onnx_ir as ir
 from edgec.errors import EdgecError
 from edgec.ir import const_array, node_label
 from edgec.passes.base import sole_consumer
-from edgec.passes.quantize import SAME_PARAMS_OPS, integer_nodes
+from edgec.passes.quantize import INT16_OPS, SAME_PARAMS_OPS, integer_nodes
 from edgec.quantization.calibration import CalibrationSet, Progress, Statistics
 from edgec.runtimes.onnxrt import OnnxRuntime
 from edgec.verify import compare_outputs
 
 # Ops that pass values through (or clamp them) without a rounding of their own.
 FOLLOWER_OPS = SAME_PARAMS_OPS | {"Relu", "Clip", "Identity", "Dropout"}
+FALLBACKS = ("float", "int16")
 EVALUATION_SAMPLES = 200  # top-1 agreement to about half a point
 SENSITIVITY_SAMPLES = 32  # SQNR settles with far fewer
 
@@ -62,24 +69,31 @@ def budget_unit(classifier: bool) -> str:
     return "points of top-1 agreement with float" if classifier else "% relative RMS error vs float"
 
 
+def assignment_options(nodes: frozenset[str], fallback: str) -> dict:
+    """quantize_model keyword arguments that give `nodes` the `fallback` precision."""
+    return {"exclude_nodes": nodes} if fallback == "float" else {"int16_nodes": nodes}
+
+
 class _Scorer:
-    """QDQ variants of one float graph (some layers kept float) against its float outputs."""
+    """QDQ variants of one float graph (some layers float or 16x8) against its float outputs."""
 
     def __init__(self, model: ir.Model, stats: Statistics, samples: list, bias_correction: bool,
-                 quantize_options: dict):
+                 quantize_options: dict, fallback: str):
         self.model, self.stats, self.samples = model, stats, samples
-        self.bias_correction, self.options = bias_correction, quantize_options
+        self.bias_correction, self.options, self.fallback = bias_correction, quantize_options, fallback
         ref = OnnxRuntime.from_ir(model, optimize=False)
         self.reference = [ref.run(x) for x in samples]
         self.names = [v.name for v in model.graph.outputs]
         self.evaluations = 0
 
-    def score(self, float_nodes: frozenset[str], samples: int | None = None) -> Figures:
+    def score(self, moved: frozenset[str], samples: int | None = None, fallback: str | None = None) -> Figures:
+        """Figures with `moved` at the fallback precision (or `fallback`), the rest int8."""
         from edgec.quantization import quantize_model
 
         xs = self.samples[:samples] if samples else self.samples
         qdq, _ = quantize_model(self.model, CalibrationSet(xs, "evaluation"), statistics=self.stats,
-                                exclude_nodes=float_nodes, bias_correction=self.bias_correction, **self.options)
+                                bias_correction=self.bias_correction, **self.options,
+                                **assignment_options(moved, fallback or self.fallback))
         rt = OnnxRuntime.from_ir(qdq, optimize=False)
         figs = compare_outputs([rt.run(x) for x in xs], self.reference[:len(xs)], self.names)
         self.evaluations += 1
@@ -102,12 +116,15 @@ class Layer:
         return frozenset(n.name for n in self.nodes)
 
 
-def candidate_layers(graph: ir.Graph) -> tuple[list[Layer], list[ir.Node]]:
-    """(layers that round on their own, followers) among the nodes that would run in int8.
+def candidate_layers(graph: ir.Graph, fallback: str = "float") -> tuple[list[Layer], list[ir.Node]]:
+    """(layers that round on their own, followers) among the nodes that would run in int8 and
+    can take the `fallback` precision.
 
     Nodes without a unique name cannot be singled out (the quantize pass excludes by name):
     they stay int8."""
     ints, _ = integer_nodes(graph, frozenset())
+    if fallback == "int16":
+        ints = {n for n in ints if n.op_type in INT16_OPS}
     counts: dict[str, int] = {}
     for node in graph:
         counts[node.name] = counts.get(node.name, 0) + 1
@@ -145,32 +162,36 @@ def with_followers(floats: set[str], followers: list[ir.Node]) -> frozenset[str]
     return frozenset(out)
 
 
-def choose_float_fallback(model: ir.Model, data: CalibrationSet, stats: Statistics, budget: float, *,
-                          bias_correction: bool = True, quantize_options: dict | None = None,
-                          samples: int = EVALUATION_SAMPLES, progress: Progress | None = None) -> dict:
-    """The layers to keep in float so that the int8 model is within `budget` of float, and the
-    per-layer table behind the choice (see the module docstring)."""
+def choose_precisions(model: ir.Model, data: CalibrationSet, stats: Statistics, budget: float, *,
+                      fallback: str = "float", bias_correction: bool = True, quantize_options: dict | None = None,
+                      samples: int = EVALUATION_SAMPLES, progress: Progress | None = None) -> dict:
+    """The layers to give the `fallback` precision (float or int16) so that the int8 model is
+    within `budget` of float, and the per-layer table behind the choice (module docstring).
+    The result's "nodes" (followers included) go to quantize_model via assignment_options."""
     if budget < 0:
         raise EdgecError(f"--accuracy-budget must be >= 0 (got {budget})")
-    layers, followers = candidate_layers(model.graph)
+    if fallback not in FALLBACKS:
+        raise EdgecError(f"unknown fallback precision '{fallback}'; expected one of {', '.join(FALLBACKS)}")
+    layers, followers = candidate_layers(model.graph, fallback)
     if not layers:
-        raise EdgecError("the model has no int8 layers to choose precisions for")
+        raise EdgecError(f"the model has no int8 layers that can take {fallback} precision")
     evaluation = data.samples[-samples:]
-    scorer = _Scorer(model, stats, evaluation, bias_correction, dict(quantize_options or {}))
+    scorer = _Scorer(model, stats, evaluation, bias_correction, dict(quantize_options or {}), fallback)
     every = frozenset().union(*(layer.names for layer in layers)) | {f.name for f in followers}
 
-    # 1. Each layer alone in int8: the noise it adds by itself.
+    # 1. Each layer alone in int8 (the rest float): the noise it adds by itself.
     alone: dict[Layer, Figures] = {}
     for i, layer in enumerate(layers):
-        alone[layer] = scorer.score(every - layer.names - _followers_of(layer, followers), SENSITIVITY_SAMPLES)
+        alone[layer] = scorer.score(every - layer.names - _followers_of(layer, followers), SENSITIVITY_SAMPLES,
+                                    fallback="float")
         if progress:
-            progress("float-fallback sensitivity", i + 1, len(layers))
+            progress("mixed-precision sensitivity", i + 1, len(layers))
     order = sorted(layers, key=lambda layer: alone[layer].sqnr_db)  # noisiest first
 
     def floats_for(chosen: list[Layer]) -> frozenset[str]:
         return with_followers(set().union(*(layer.names for layer in chosen)), followers)
 
-    # 2. Greedy: move the noisiest layers to float until the budget holds.
+    # 2. Greedy: move the noisiest layers to the fallback precision until the budget holds.
     baseline = scorer.score(frozenset())
     classifier = baseline.top1_agreement is not None
     chosen: list[Layer] = []
@@ -181,9 +202,9 @@ def choose_float_fallback(model: ir.Model, data: CalibrationSet, stats: Statisti
             break
         chosen.append(layer)
         current = scorer.score(floats_for(chosen))
-        steps.append({"to_float": node_label(layer.head), **current.as_dict()})
+        steps.append({f"to_{fallback}": node_label(layer.head), **current.as_dict()})
         if progress:
-            progress("float-fallback search", len(chosen), len(order))
+            progress("mixed-precision search", len(chosen), len(order))
     # 3. Back to int8 where the budget allows, least noisy first.
     if current.loss() <= budget:
         for layer in sorted(chosen, key=lambda c: -alone[c].sqnr_db):
@@ -199,21 +220,22 @@ def choose_float_fallback(model: ir.Model, data: CalibrationSet, stats: Statisti
         row = {"node": node_label(layer.head), "op": layer.head.op_type,
                "nodes": [node_label(n) for n in layer.nodes],
                "sqnr_db_alone_int8": figs.sqnr_db,
-               "precision": "float" if layer in chosen else "int8"}
+               "precision": fallback if layer in chosen else "int8"}
         if layer in chosen:
             row["why"] = (f"alone in int8 it leaves the output at {figs.sqnr_db:.1f} dB SQNR; with it in int8 "
                           f"the model is outside the budget")
         table.append(row)
     return {
-        "scheme": "int8 with float fallback",
+        "scheme": f"int8 with {fallback} fallback" if fallback == "float" else "int8 with 16x8 layers",
+        "fallback": fallback,
         "budget": budget,
         "unit": budget_unit(classifier),
         "evaluation_samples": len(evaluation),
         "baseline_int8": baseline.as_dict(),
         "result": current.as_dict(),
         "within_budget": current.loss() <= budget,
-        "float_layers": [node_label(layer.head) for layer in order if layer in chosen],
-        "float_nodes": sorted(floats_for(chosen)),  # followers included, as the quantize pass takes them
+        "moved_layers": [node_label(layer.head) for layer in order if layer in chosen],
+        "nodes": sorted(floats_for(chosen)),  # followers included, as the quantize pass takes them
         "layers": table,
         "steps": steps,
         "evaluations": scorer.evaluations,

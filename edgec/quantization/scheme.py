@@ -4,7 +4,8 @@
   [-7, 7] for int4: the narrow range keeps -w representable, so the kernels never overflow
   on negation and the int4 grid is symmetric like the int8 one);
 - activations: asymmetric per tensor, int8 [-128, 127], the range always containing 0 so that
-  zero padding is exact;
+  zero padding is exact; or, for layers given 16-bit activations (TFLite's 16x8 mode),
+  symmetric int16 with zero point 0;
 - bias: int32, scale = input scale x weight scale, zero point 0.
 QAT fake-quant (edgec.training.qat) uses these same functions' rules.
 """
@@ -16,6 +17,7 @@ import dataclasses
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
+INT16_MIN, INT16_MAX = -32768, 32767
 
 
 def weight_qrange(bits: int) -> tuple[int, int]:
@@ -68,8 +70,18 @@ def activation_qparams(lo: float, hi: float) -> QParams:
     return QParams(np.float32(scale), np.int8(zero_point), INT8_MIN, INT8_MAX)
 
 
-def fixed_qparams(scale: float, zero_point: int) -> QParams:
-    """Output parameters fixed by the TFLite spec (e.g. LOGISTIC/SOFTMAX: 1/256, -128)."""
+def int16_activation_qparams(lo: float, hi: float) -> QParams:
+    """Symmetric int16 per tensor, zero point 0: TFLite's 16x8 mode (int16 activations, int8
+    weights), whose kernels take no activation zero point."""
+    bound = max(abs(float(lo)), abs(float(hi)), 1e-6)
+    return QParams(np.float32(bound / INT16_MAX), np.int16(0), INT16_MIN, INT16_MAX)
+
+
+def fixed_qparams(scale: float, zero_point: int, bits: int = 8) -> QParams:
+    """Output parameters fixed by the TFLite spec (e.g. LOGISTIC/SOFTMAX: 1/256, -128; in
+    16x8 mode 1/32768, 0)."""
+    if bits == 16:
+        return QParams(np.float32(scale), np.int16(zero_point), INT16_MIN, INT16_MAX)
     return QParams(np.float32(scale), np.int8(zero_point), INT8_MIN, INT8_MAX)
 
 
@@ -100,7 +112,7 @@ def quantize(x: np.ndarray, params: QParams) -> np.ndarray:
     """Round half to even, as ONNX QuantizeLinear does (the reference every artifact is held to)."""
     scale, zp = _broadcast(params, x.ndim)
     q = np.rint(x.astype(np.float64) / scale) + zp
-    return np.clip(q, params.qmin, params.qmax).astype(np.int8)
+    return np.clip(q, params.qmin, params.qmax).astype(np.int16 if params.qmax > INT8_MAX else np.int8)
 
 
 def dequantize(q: np.ndarray, params: QParams) -> np.ndarray:

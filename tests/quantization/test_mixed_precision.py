@@ -15,7 +15,7 @@ from edgec.ir import to_proto
 from edgec.passes.shape_inference import ShapeInference
 from edgec.quantization import quantize_model
 from edgec.quantization.calibration import collect_statistics, load_calibration
-from edgec.quantization.mixed_precision import choose_float_fallback, with_followers
+from edgec.quantization.mixed_precision import choose_precisions, with_followers
 from edgec.runtimes.litert import LiteRTRuntime
 from edgec.runtimes.onnxrt import OnnxRuntime
 from helpers import build_model, random_weight
@@ -45,25 +45,25 @@ def _outlier_mlp():
 
 def test_the_outlier_layers_are_measured_noisiest_and_kept_float():
     model, data, stats = _outlier_mlp()
-    result = choose_float_fallback(model, data, stats, budget=5.0)
+    result = choose_precisions(model, data, stats, budget=5.0)
     rows = {r["node"]: r for r in result["layers"]}
     # Both sides of the outlier tensor round it coarsely; fc3 alone costs little.
     assert rows["fc1"]["sqnr_db_alone_int8"] < rows["fc3"]["sqnr_db_alone_int8"] - 20
     assert rows["fc2"]["sqnr_db_alone_int8"] < rows["fc3"]["sqnr_db_alone_int8"] - 20
     assert result["baseline_int8"]["loss"] > 5.0  # plain int8 is outside the budget
     assert result["within_budget"] and result["result"]["loss"] <= 5.0
-    assert set(result["float_layers"]) == {"fc1", "fc2"}
+    assert set(result["moved_layers"]) == {"fc1", "fc2"}
     assert rows["fc3"]["precision"] == "int8" and "why" in rows["fc1"]
     # The reshape between two float layers follows them (no rounding left on the outlier
     # tensor), and so does the ReLU reading float fc2.
-    assert set(result["float_nodes"]) == {"fc1", "reshape", "fc2", "relu2"}
+    assert set(result["nodes"]) == {"fc1", "reshape", "fc2", "relu2"}
     assert result["unit"].startswith("points of top-1")
 
 
 def test_the_chosen_graph_rounds_only_where_it_should():
     model, data, stats = _outlier_mlp()
-    result = choose_float_fallback(model, data, stats, budget=5.0)
-    qdq, info = quantize_model(model, data, statistics=stats, exclude_nodes=frozenset(result["float_nodes"]))
+    result = choose_precisions(model, data, stats, budget=5.0)
+    qdq, info = quantize_model(model, data, statistics=stats, exclude_nodes=frozenset(result["nodes"]))
     assert {f["node"] for f in info["float_nodes"]} == {"fc1", "reshape", "fc2", "relu2"}
     assert {layer["node"] for layer in info["layers"]} == {"fc3"}  # only fc3 has int8 weights
     quantized = set(info["activations"])
@@ -77,11 +77,11 @@ def test_the_chosen_graph_rounds_only_where_it_should():
 
 def test_a_loose_budget_keeps_everything_int8_and_bad_budgets_are_refused():
     model, data, stats = _outlier_mlp()
-    loose = choose_float_fallback(model, data, stats, budget=100.0)
-    assert loose["float_layers"] == [] and loose["float_nodes"] == []
+    loose = choose_precisions(model, data, stats, budget=100.0)
+    assert loose["moved_layers"] == [] and loose["nodes"] == []
     assert all(r["precision"] == "int8" for r in loose["layers"])
     with pytest.raises(EdgecError, match="accuracy-budget must be >= 0"):
-        choose_float_fallback(model, data, stats, budget=-1.0)
+        choose_precisions(model, data, stats, budget=-1.0)
 
 
 def test_followers_go_float_only_next_to_float_layers():
@@ -104,7 +104,7 @@ def test_compile_with_a_budget_writes_float_islands_that_litert_runs(tmp_path):
     mixed = edgec.compile(path, target="x86_64-int8", out_dir=tmp_path / "mixed", formats=["tflite"],
                           calibration=calib, accuracy_budget=5.0)
     choice = mixed.report["quantization"]["mixed_precision"]
-    assert set(choice["float_layers"]) == {"fc1", "fc2"}
+    assert set(choice["moved_layers"]) == {"fc1", "fc2"}
     assert "mixed_precision" not in plain.report["quantization"]
     lowering = mixed.report["artifacts"][0]["lowering"]["quantized"]
     assert "fc2" in {i["node"] for i in lowering["float_islands"]}  # DEQUANTIZE -> float FC (fc1 reads float x)
@@ -128,3 +128,34 @@ def test_compile_with_a_budget_writes_float_islands_that_litert_runs(tmp_path):
     assert agreement(plain) < 0.5
     saved = json.loads(mixed.report_path.read_text())
     assert saved["quantization"]["mixed_precision"]["layers"][0]["sqnr_db_alone_int8"] is not None
+
+
+def test_int16_fallback_gives_the_sensitive_layers_16x8_and_litert_runs_them(tmp_path):
+    model, data, stats = _outlier_mlp()
+    choice = choose_precisions(model, data, stats, budget=5.0, fallback="int16")
+    assert choice["scheme"] == "int8 with 16x8 layers" and choice["within_budget"]
+    assert {"fc1", "fc2"} <= set(choice["moved_layers"])
+    assert all(r["precision"] in ("int8", "int16") for r in choice["layers"])
+    path = tmp_path / "outlier.onnx"
+    onnx.save(to_proto(model), path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.stack([s[0][0] for s in data.samples]))
+    art = edgec.compile(path, target="x86_64-int8", out_dir=tmp_path, formats=["tflite"], calibration=calib,
+                        accuracy_budget=5.0, fallback_precision="int16")
+    quantized = art.report["artifacts"][0]["lowering"]["quantized"]
+    assert quantized["int16_ops"] >= 2 and quantized["int64_bias_tensors"] >= 2
+    assert art.report["verification"]["artifacts"]["tflite"]["vs_qdq"]["sqnr_db"] > 40
+    x = np.random.default_rng(7).standard_normal((200, 1, 16)).astype(np.float32)
+    ref, rt = OnnxRuntime.from_ir(model), LiteRTRuntime(art.paths["tflite"])
+    agree = np.mean([np.argmax(ref.run([s])[0]) == np.argmax(rt.run([s])[0]) for s in x])
+    assert agree >= 0.95
+
+
+def test_bad_fallback_options_are_one_line_errors(tmp_path):
+    with pytest.raises(EdgecError, match="unknown --fallback-precision 'int12'; expected one of float, int16"):
+        edgec.compile("zoo:mlp", target="x86_64-int8", out_dir=tmp_path, calibration="random",
+                      accuracy_budget=1.0, fallback_precision="int12")
+    with pytest.raises(EdgecError, match="add --accuracy-budget"):
+        edgec.compile("zoo:mlp", target="x86_64-int8", out_dir=tmp_path, calibration="random",
+                      fallback_precision="int16")
+    assert not list(tmp_path.iterdir())  # refused before any work

@@ -139,6 +139,11 @@ def _quantized_summary(ctx: LoweringContext, io: str) -> dict:
         "int4_tensors": types[quantized.INT4],
         "int32_bias_tensors": types[quantized.INT32],
         "int8_ops": int8_ops,
+        # 16x8 layers (int16 activations, int8 weights, int64 bias), when the graph has them.
+        **({"int16_tensors": types[quantized.INT16], "int64_bias_tensors": types[quantized.INT64],
+            "int16_ops": sum(1 for op in graph.operators if op.outputs and graph.op_name(op) != "QUANTIZE"
+                             and graph.tensors[op.outputs[0]].type == quantized.INT16)}
+           if types[quantized.INT16] else {}),
         "quantize_ops": sum(1 for op in graph.operators if graph.op_name(op) == "QUANTIZE"),
         "dequantize_ops": sum(1 for op in graph.operators if graph.op_name(op) == "DEQUANTIZE"),
         # Nodes that stay float between DEQUANTIZE and QUANTIZE, and why.

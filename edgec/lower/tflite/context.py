@@ -189,7 +189,7 @@ class LoweringContext:
 
     def quantize(self, tensor: int, params: ActivationParams, name: str) -> int:
         """QUANTIZE a float tensor onto `params`, or requantize an int8 one."""
-        out = self.graph.add_tensor(name, self.graph.shape(tensor), np.int8,
+        out = self.graph.add_tensor(name, self.graph.shape(tensor), quantized.activation_dtype(params),
                                     quantization=quantized.per_tensor(params))
         self.emit("QUANTIZE", [tensor], [out])
         return out
@@ -235,7 +235,7 @@ class LoweringContext:
                                            numpy_dtype(value), quantization=quantization)
             self._held[value] = Held(tensor, perm)
             return tensor
-        held = self.graph.add_tensor(self._name(value, perm), tfl_shape, np.int8,
+        held = self.graph.add_tensor(self._name(value, perm), tfl_shape, quantized.activation_dtype(params),
                                      quantization=quantized.per_tensor(params))
         self._held[value] = Held(held, perm)
         if self.integer:
@@ -298,6 +298,9 @@ class LoweringContext:
              version: int = 1) -> schema.OperatorT:
         if outputs and self.graph.tensors[outputs[0]].type == quantized.INT8:
             version = max(version, quantized.INT8_OP_VERSIONS.get(op, 1))
+        elif outputs and self.graph.tensors[outputs[0]].type == quantized.INT16 or \
+                inputs and self.graph.tensors[inputs[0]].type == quantized.INT16:
+            version = max(version, quantized.INT16_OP_VERSIONS.get(op, 1))
         return self.graph.add_op(op, inputs, outputs, options, version)
 
     def _name(self, value: ir.Value, perm: Perm) -> str:

@@ -60,8 +60,9 @@ def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm,
     array = ctx.const(value)
     qc = ctx.quantized_const(value)
     if qc is not None and zero_grid is not None and not qc.per_axis and np.all(qc.values == qc.zero_point):
-        qc = QuantizedConstant(np.full(qc.values.shape, zero_grid.zero_point, np.int8),
-                               np.float32(zero_grid.scale), np.int8(zero_grid.zero_point), None, 8)
+        dtype = quantized.activation_dtype(zero_grid)
+        qc = QuantizedConstant(np.full(qc.values.shape, zero_grid.zero_point, dtype),
+                               np.float32(zero_grid.scale), dtype(zero_grid.zero_point), None, zero_grid.bits)
     if qc is not None:
         data, dtype, quant = quantized.constant_in_layout(qc, out_rank, perm)
         shape = layout.permute((1,) * (out_rank - array.ndim) + array.shape, perm) if array.ndim else ()
@@ -106,6 +107,9 @@ def lower_binary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> 
     if options is not None and hasattr(options, "fusedActivationFunction"):
         options.fusedActivationFunction, result = take_fused_activation(ctx, result)
     out = ctx.define(result, perm)
+    params = ctx.qparams(result)
+    if hasattr(options, "potScaleInt16") and params is not None and params.bits == 16:
+        options.potScaleInt16 = False  # 16x8 ADD/SUB with calibrated, not power-of-two, scales
     ctx.emit(op, inputs, [out], options)
 
 

@@ -38,10 +38,11 @@ class QDQFormError(EdgecError):
 
 @dataclasses.dataclass(frozen=True)
 class ActivationParams:
-    """Per-tensor int8 quantization of an activation."""
+    """Per-tensor int8 (or, in 16x8 layers, int16) quantization of an activation."""
 
     scale: float  # a float32 value, kept exactly as the graph stores it
     zero_point: int
+    bits: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,9 @@ def read_qdq(model: ir.Model) -> QuantizedGraph:
             _fold_constant(graph, node, constants)
     for node in list(graph):
         if node.op_type == "QuantizeLinear":
+            _split_requantization(graph, node)
+    for node in list(graph):
+        if node.op_type == "QuantizeLinear":
             _drop_activation_pair(graph, node, activations)
     leftover = [n for n in graph if n.op_type in _QDQ_OPS]
     if leftover:
@@ -132,9 +136,10 @@ def _fold_constant(graph: ir.Graph, dq: ir.Node, constants: dict) -> None:
     values = _as_int(raw)
     if dtype == ir.DataType.UINT8:  # the same real values on the int8 grid
         values, zp = values - 128, zp - 128
-    bits = {ir.DataType.INT4: 4, ir.DataType.INT8: 8, ir.DataType.UINT8: 8, ir.DataType.INT32: 32}.get(dtype)
+    bits = {ir.DataType.INT4: 4, ir.DataType.INT8: 8, ir.DataType.UINT8: 8, ir.DataType.INT16: 16,
+            ir.DataType.INT32: 32}.get(dtype)
     if bits is None:
-        raise QDQFormError(f"DequantizeLinear '{node_label(dq)}' reads {dtype}; TFLite takes int4, int8 or int32")
+        raise QDQFormError(f"DequantizeLinear '{node_label(dq)}' reads {dtype}; TFLite takes int4, int8, int16 or int32")
     shape = [1] * values.ndim
     if axis is not None:
         shape[axis] = -1
@@ -149,7 +154,7 @@ def _fold_constant(graph: ir.Graph, dq: ir.Node, constants: dict) -> None:
     graph.register_initializer(value)
     old.replace_all_uses_with(value, replace_graph_outputs=True)
     graph.remove(dq, safe=True)
-    int_dtype = np.int32 if bits == 32 else np.int8
+    int_dtype = {32: np.int32, 16: np.int16}.get(bits, np.int8)
     constants[value] = QuantizedConstant(values.astype(int_dtype), scale, zp.astype(int_dtype), axis, bits)
 
 
@@ -161,9 +166,13 @@ def _drop_activation_pair(graph: ir.Graph, q: ir.Node, activations: dict) -> Non
     out_dtype = q.outputs[0].dtype
     if out_dtype == ir.DataType.UINT8:
         zp = zp - 128
-    elif out_dtype not in (ir.DataType.INT8, None):
-        raise QDQFormError(f"QuantizeLinear '{node_label(q)}' writes {out_dtype}; the TFLite lowering takes int8 activations")
-    params = ActivationParams(float(scale), int(zp))
+    elif out_dtype == ir.DataType.INT16 and int(zp) != 0:
+        raise QDQFormError(f"QuantizeLinear '{node_label(q)}' writes int16 with zero point {int(zp)}; TFLite's "
+                           "16x8 kernels take symmetric int16 activations (zero point 0)")
+    elif out_dtype not in (ir.DataType.INT8, ir.DataType.INT16, None):
+        raise QDQFormError(f"QuantizeLinear '{node_label(q)}' writes {out_dtype}; the TFLite lowering takes int8 "
+                           "or int16 activations")
+    params = ActivationParams(float(scale), int(zp), 16 if out_dtype == ir.DataType.INT16 else 8)
     quantized = q.outputs[0]
     dqs = [user for user, _ in quantized.uses()]
     if quantized.is_graph_output() or not dqs or any(d.op_type != "DequantizeLinear" for d in dqs):
@@ -189,6 +198,22 @@ def _drop_activation_pair(graph: ir.Graph, q: ir.Node, activations: dict) -> Non
         out.replace_all_uses_with(x, replace_graph_outputs=True)
         graph.remove(dq, safe=True)
     graph.remove(q, safe=True)
+
+
+def _split_requantization(graph: ir.Graph, q: ir.Node) -> None:
+    """t -> Q -> DQ -> Q' -> DQ' (a reader of another precision, e.g. int8 after a 16x8 layer)
+    becomes t -> Q -> DQ -> Identity -> Q' -> DQ': two activations, and the Identity between them
+    the requantization (an Identity with differing parameters lowers as DEQUANTIZE/QUANTIZE)."""
+    x = q.inputs[0]
+    dq = x.producer()
+    if dq is None or dq.op_type != "DequantizeLinear" or const_array(dq.inputs[0]) is not None:
+        return
+    identity = ir.node("Identity", [x], name=f"{node_label(q)}/requantize")
+    identity.outputs[0].name = f"{x.name}/requantized"
+    identity.outputs[0].dtype = x.dtype
+    identity.outputs[0].shape = x.shape
+    graph.insert_before(q, [identity])
+    q.replace_input_with(0, identity.outputs[0])
 
 
 def _inherited_params(graph: ir.Graph, activations: dict) -> dict[ir.Value, ActivationParams]:
