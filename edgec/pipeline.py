@@ -33,8 +33,8 @@ from edgec.runtimes.placement import run_all, runs_on_this_host, verification_ru
 from edgec.targets import Target
 from edgec.faithfulness import faithfulness_failures, layer_agreement
 from edgec.faithfulness import summary as layer_summary
-from edgec.verify import (compare_outputs, drift_failures, json_safe, lsb_agreement, lsb_failures,
-                          tolerance_failures)
+from edgec.verify import (accuracy_failures, accuracy_summary, compare_outputs, drift_failures, json_safe,
+                          lsb_agreement, lsb_failures, tolerance_failures)
 
 Log = Callable[[str], None]
 
@@ -122,8 +122,12 @@ def compile_imported(
             log("verifying against the float reference")
             t = time.perf_counter()
             staged = {f: p for f, (p, _) in lowered.items()}
+            # The accuracy budget is held on real calibration data only (random inputs say little).
+            budget = (quantize or QuantizeRequest()).accuracy_budget if target.is_integer else None
+            real_data = calib is not None and not calib.is_random if target.is_integer else False
             verification = _verify(imported, inputs, reference_model, model if target.is_integer else None,
-                                   quant_info, target, staged, {f: i for f, (_, i) in lowered.items()})
+                                   quant_info, target, staged, {f: i for f, (_, i) in lowered.items()},
+                                   accuracy=(budget, real_data))
             if quant_info is not None:
                 _merge_layer_figures(quant_info, layer_sqnr(float_model, model, inputs, ranges))
             timings["verify_s"] = time.perf_counter() - t
@@ -281,7 +285,10 @@ def _output_steps(qdq_model: ir.Model, quant_info: dict) -> list[float | None]:
 
 def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_model: ir.Model,
             qdq_model: ir.Model | None, quant_info: dict | None, target: Target, staged: dict[str, Path],
-            lowering_info: dict[str, dict]) -> dict:
+            lowering_info: dict[str, dict], accuracy: tuple[float | None, bool] = (None, False)) -> dict:
+    """Each staged artifact against the float graph (and torch), and an integer one against the
+    QDQ graph: faithfulness layer by layer (TFLite), then what quantization costs vs float,
+    held to the user's `accuracy` budget (budget, real calibration data?) when it applies."""
     output_names = [v.name for v in reference_model.graph.outputs]
 
     float_outputs = [OnnxRuntime.from_ir(reference_model, optimize=False).run(x) for x in inputs] if inputs else []
@@ -326,6 +333,9 @@ def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_m
                 result["artifacts"][fmt] = {"ran": False, "crashed": str(crash)}
                 failures.append(f"{fmt}: {crash}")
                 continue
+            if qdq_model is not None:
+                entry["accuracy"] = accuracy_summary(entry["vs_float"], *accuracy)
+                problems += [f"{fmt} accuracy: {p}" for p in accuracy_failures(entry["accuracy"])]
             result["artifacts"][fmt] = entry
             failures += problems
     if failures:

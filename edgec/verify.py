@@ -131,6 +131,43 @@ def drift_failures(vs_qdq: dict, qdq_vs_float: dict, names: Sequence[str]) -> li
     return problems
 
 
+def accuracy_summary(vs_float: dict, budget: float | None, enforced: bool) -> dict:
+    """What quantization costs, end to end vs the float graph: per output SQNR, top-1 agreement
+    for class scores, relative RMS error (percent), and the user's budget when one applies."""
+    outputs = []
+    for o in vs_float["outputs"]:
+        if "error" in o:
+            continue
+        entry = {"name": o["name"], "sqnr_db": o["sqnr_db"],
+                 "relative_rms_error_pct": 100.0 * 10 ** (-o["sqnr_db"] / 20) if math.isfinite(o["sqnr_db"]) else
+                 (0.0 if o["sqnr_db"] > 0 else math.inf)}
+        if "top1_agreement" in o:
+            entry["top1_agreement"] = o["top1_agreement"]
+        outputs.append(entry)
+    return {"outputs": outputs, "budget": budget, "enforced": bool(enforced and budget is not None),
+            "why_not_enforced": None if enforced or budget is None else "random calibration data: the budget "
+            "is held only on real samples"}
+
+
+def accuracy_failures(accuracy: dict) -> list[str]:
+    """Outputs over the user's budget: top-1 agreement with float below 100 - budget percent
+    (class scores), else relative RMS error above `budget` percent."""
+    if not accuracy["enforced"]:
+        return []
+    budget = accuracy["budget"]
+    problems = []
+    for o in accuracy["outputs"]:
+        if "top1_agreement" in o:
+            drop = 100.0 * (1.0 - o["top1_agreement"])
+            if drop > budget:
+                problems.append(f"output '{o['name']}': top-1 agreement with float {o['top1_agreement']:.1%} is "
+                                f"{drop:.1f} points below float, over the accuracy budget of {budget:g}")
+        elif o["relative_rms_error_pct"] > budget:
+            problems.append(f"output '{o['name']}': relative RMS error vs float {o['relative_rms_error_pct']:.2f}% "
+                            f"is over the accuracy budget of {budget:g}%")
+    return problems
+
+
 def tolerance_failures(figures: dict, tol: Tolerance) -> list[str]:
     """Why the figures break the target's float tolerance; empty when they pass."""
     problems = []

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from edgec.targets import Tolerance
 from edgec.verify import compare_outputs, sqnr_db, tolerance_failures
@@ -36,3 +37,28 @@ def test_nan_and_shape_mismatch_fail():
     assert any("NaN" in p for p in tolerance_failures(figs, Tolerance(1e-4)))
     figs = compare_outputs([[np.ones((1, 5), np.float32)]], ref, ["y"])
     assert any("shape" in p for p in tolerance_failures(figs, Tolerance(1e-4)))
+
+
+def test_accuracy_budget_holds_top1_and_rms_error_only_when_enforced():
+    from edgec.verify import accuracy_failures, accuracy_summary
+
+    rng = np.random.default_rng(3)
+    ref = [[rng.standard_normal((1, 10))] for _ in range(20)]
+    # 3 of 20 samples change their top class: a 15-point drop in top-1 agreement.
+    actual = [[r[0].copy()] for r in ref]
+    for s in actual[:3]:
+        s[0][0, np.argsort(s[0][0])[-2]] += 10.0
+    names = ["logits"]
+    vs_float = compare_outputs(actual, ref, names)
+    held = accuracy_summary(vs_float, budget=10.0, enforced=True)
+    assert held["outputs"][0]["top1_agreement"] == pytest.approx(0.85)
+    assert "15.0 points below float" in accuracy_failures(held)[0]
+    assert accuracy_failures(accuracy_summary(vs_float, budget=20.0, enforced=True)) == []
+    random_data = accuracy_summary(vs_float, budget=10.0, enforced=False)
+    assert accuracy_failures(random_data) == [] and "random calibration" in random_data["why_not_enforced"]
+    # Non-classifier output: relative RMS error in percent, 10^(-SQNR/20).
+    feats = [[r[0].reshape(1, 10, 1)] for r in ref]
+    noisy = [[f[0] * 1.05] for f in feats]
+    summary = accuracy_summary(compare_outputs(noisy, feats, ["features"]), budget=4.0, enforced=True)
+    assert summary["outputs"][0]["relative_rms_error_pct"] == pytest.approx(5.0, rel=1e-6)
+    assert "relative RMS error vs float 5.00%" in accuracy_failures(summary)[0]

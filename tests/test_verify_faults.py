@@ -45,3 +45,6 @@ def test_correct_int8_compile_reports_layer_faithfulness(tmp_path):
     art = _compile(tmp_path)
     entry = art.report["verification"]["artifacts"]["tflite"]
     assert entry["faithfulness"]["layers"] >= 3 and entry["faithfulness"]["worst_agreement"] >= 0.99
+    accuracy = entry["accuracy"]  # what int8 costs vs float, reported; no budget asked for
+    assert accuracy["enforced"] is False and accuracy["outputs"][0]["sqnr_db"] > 15
+    assert accuracy["outputs"][0]["sqnr_db"] == entry["vs_float"]["outputs"][0]["sqnr_db"]
