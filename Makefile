@@ -2,6 +2,7 @@
 #   make demo    set-up + compile the bundled example and print its verification figures
 #   make test    set-up + the test suite (what .ci/run calls)
 #   make bench   set-up + the slow benchmarks (excluded from `make test`)
+#   make fuzz    set-up + the bad-input survey (every family through the CLI) and wide property fuzzing
 #   make coverage  set-up + timm/transformers + the real-architecture coverage table (benchmarks/coverage.py)
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ SYSDEPS_STAMP := $(VENV)/.sysdeps
 # Tests run in parallel workers; 2 matches this project's CI machine.
 JOBS   ?= 2
 
-.PHONY: setup sysdeps demo test bench peers bench-int8 models coverage clean
+.PHONY: setup sysdeps demo test bench fuzz peers bench-int8 models coverage clean
 
 setup: $(STAMP) $(SYSDEPS_STAMP)
 
@@ -49,6 +50,10 @@ test: setup
 
 bench: setup
 	$(PY) -m pytest -m slow -q -s
+
+# The bad-input survey through the CLI (every family, every case clear) and 20x the property examples.
+fuzz: setup
+	EDGEC_FUZZ_PROFILE=wide $(PY) -m pytest -q -s tests/fuzz -m "slow or not slow"
 
 # TensorFlow lives in its own environment: only the peer comparison needs its converter, and
 # its pins (protobuf, numpy) clash with onnx's.

@@ -13,6 +13,17 @@ def _tflite_enum_names(enum_cls) -> dict[int, str]:
 
 
 def inspect_tflite(path: Path) -> dict:
+    try:
+        return _inspect_tflite(path)
+    except ModelLoadError:
+        raise
+    except (TypeError, IndexError, KeyError, AttributeError, ValueError, OverflowError) as exc:
+        # A field the structure check does not cover (a damaged table, a string that is not UTF-8).
+        raise ModelLoadError(f"{path}: malformed TFLite file: a damaged table ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})") from None
+
+
+def _inspect_tflite(path: Path) -> dict:
     from ai_edge_litert import schema_py_generated as schema
 
     data = path.read_bytes()

@@ -28,7 +28,7 @@ def _convert(proto: onnx.ModelProto, what: str, keep_inputs=()) -> ir.Model:
     notes = onnx_normalize.normalize(proto, keep_inputs)
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:  # a damaged string field: the latter
         first = str(exc).strip().splitlines()[0]
         raise ModelLoadError(f"{what}: not a valid ONNX model ({first})") from None
     version = _default_opset(proto)

@@ -53,7 +53,7 @@ def normalize_input_shapes(shapes: Mapping | Sequence | None) -> InputShapes:
         if len(shapes) == 1:
             return {None: _dims(shapes[0])}
         return {f"#{i}": _dims(s) for i, s in enumerate(shapes)}
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputShapeError(f"input_shapes {shapes!r}: expected a shape like (1, 3, 224, 224), a list of "
                               "shapes, {name: shape}, or the string '1,3,224,224'") from None
 
