@@ -395,18 +395,21 @@ def prune(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `edgec` entry point: a supervisor that runs the command in a worker (edgec.supervise).
+    """The `edgec` entry point. As the command (argv from sys.argv) it supervises: the command runs
+    in a worker process it can always stop (edgec.supervise). main(argv) from Python code runs the
+    command in the calling process.
 
     `--debug` (anywhere) or EDGEC_DEBUG=1 shows the full traceback of an internal error.
     """
     from edgec import supervise
 
+    in_process = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     env = {}
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
         env["EDGEC_DEBUG"] = "1"
-    if supervise.is_worker() or not _needs_worker(argv):
+    if in_process or supervise.is_worker() or not _needs_worker(argv):
         return run_command(argv, debug=bool(env) or _debug_env())
     return supervise.run_supervised(argv, env)
 
