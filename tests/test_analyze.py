@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edgec.analyze import analyze, display_name
-from edgec.analyze_peak import MachinePeak, measure_peak
+from edgec.analyze.peak import MachinePeak, measure_peak
 from edgec.cli import main
 from edgec.errors import EdgecError
 from edgec.frontends.torch_module import export_module

@@ -1,4 +1,4 @@
-"""The XNNPACK-eligibility check (edgec.sparse_report) on a model that qualifies and on ones
+"""The XNNPACK-eligibility check (edgec.analyze.sparse) on a model that qualifies and on ones
 that do not, each for the reason XNNPACK's xnn_subgraph_rewrite_for_nchw would refuse it."""
 
 import numpy as np
@@ -7,7 +7,7 @@ from onnx import helper
 
 from edgec.passes import get_pass
 from edgec.passes.prune import MagnitudePrune, magnitude_mask
-from edgec.sparse_report import analyze, xnnpack_block
+from edgec.analyze.sparse import analyze, xnnpack_block
 from helpers import build_model, random_weight
 
 

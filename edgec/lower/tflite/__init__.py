@@ -112,7 +112,7 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
 def _sparse_summary(model: ir.Model, ctx: LoweringContext) -> dict:
     """The weights stored sparse, and whether XNNPACK should run the model with its sparse
     kernels (predicted from the IR; the reasons when not)."""
-    from edgec.sparse_report import analyze
+    from edgec.analyze.sparse import analyze
 
     verdict = analyze(model)
     return {"encoded_weights": ctx.sparse_weights, "summary": verdict.summary(), **verdict.as_dict()}

@@ -5,8 +5,8 @@ cheap layers (depthwise, 1x1) run far below the machine's peak because they are 
 memory traffic. This report measures both factors on a built artifact:
 
     layer table (FLOPs, bytes per kernel; written by lower_tvm)   edgec/lower/tvm/layers.py
-    + per-kernel time in the VM on this machine                   edgec/analyze_timing.py
-    + the machine's measured peak FLOP/s and memory bandwidth     edgec/analyze_peak.py
+    + per-kernel time in the VM on this machine                   edgec/analyze/timing.py
+    + the machine's measured peak FLOP/s and memory bandwidth     edgec/analyze/peak.py
     = efficiency (achieved / peak), arithmetic intensity, the roofline's bound for it, and the
       waterline: which kernels sit under the memory slope         (JSON, table, PNG)
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec.analyze_peak import MachinePeak, measure_peak
-from edgec.analyze_timing import time_kernels
+from edgec.analyze.peak import MachinePeak, measure_peak
+from edgec.analyze.timing import time_kernels
 from edgec.errors import EdgecError
 from edgec.fsutil import atomic_write_text
 
@@ -84,7 +84,7 @@ def analyze(artifact: str | Path, device: str = "host", *, warmup: int = 3, repe
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report, indent=1))
     if plot_path is not None:
-        from edgec.analyze_plot import plot_efficiency
+        from edgec.analyze.plot import plot_efficiency
 
         plot_efficiency(report, plot_path)
     return report
