@@ -40,7 +40,9 @@ def _cut_at_quantize(qdq: ir.Model, names: set[str]) -> tuple[ir.Model, list[str
         name = produced.name.removesuffix("/q")
         if name not in names or produced.is_graph_output():
             continue
-        fed = ir.Value(name=f"{name}/fed", shape=produced.shape, type=ir.TensorType(ir.DataType.INT8))
+        # int8, or int16 for a 16x8 layer: the fed value has the Q's own integer type.
+        fed = ir.Value(name=f"{name}/fed", shape=produced.shape,
+                       type=ir.TensorType(produced.dtype or ir.DataType.INT8))
         for user, index in list(produced.uses()):
             user.replace_input_with(index, fed)
         cut.graph.inputs.append(fed)
