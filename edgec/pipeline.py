@@ -334,7 +334,7 @@ def _verify(imported: ImportedModel, inputs: list[list[np.ndarray]], reference_m
                 failures.append(f"{fmt}: {crash}")
                 continue
             if qdq_model is not None:
-                entry["accuracy"] = accuracy_summary(entry["vs_float"], *accuracy)
+                entry["accuracy"] = accuracy_summary(entry["vs_float"], *accuracy, rms_rule=target.precision == "int8")
                 problems += [f"{fmt} accuracy: {p}" for p in accuracy_failures(entry["accuracy"])]
             result["artifacts"][fmt] = entry
             failures += problems
