@@ -1,7 +1,7 @@
-"""Issue 6's benchmark: VanillaNet folding, ConvFirst/MBConv block fusion, and the efficiency table.
+"""VanillaNet activation folding, ConvFirst/MBConv block fusion, and the efficiency table, measured.
 
-    .venv/bin/python benchmarks/bench_issue6.py            # full sizes, ~10 min on 2 cores
-    .venv/bin/python benchmarks/bench_issue6.py --quick    # small sizes, what the slow test runs
+    .venv/bin/python benchmarks/bench_fusion_folding.py            # full sizes, ~10 min on 2 cores
+    .venv/bin/python benchmarks/bench_fusion_folding.py --quick    # small sizes, what the slow test runs
 
 1. VanillaNet: the deep-training graph (lambda = 1, canonical passes only) against the deploy
    graph edgec's fold_activations makes of it, in LiteRT (XNNPACK) and in TVM. FLOPs ratio too.
@@ -249,7 +249,7 @@ def print_report(r: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (the slow test)")
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "issue6.json")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "fusion_folding.json")
     parser.add_argument("--out", type=Path, default=None, help="keep the artifacts and plots here")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL

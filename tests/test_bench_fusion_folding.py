@@ -1,4 +1,4 @@
-"""Runs benchmarks/bench_issue6.py at its quick sizes (about 30 s of compiling and timing)."""
+"""Runs benchmarks/bench_fusion_folding.py at its quick sizes (about 30 s of compiling and timing)."""
 
 import importlib.util
 import json
@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_issue6.py"
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_fusion_folding.py"
 
 
 @pytest.mark.slow
-def test_issue6_benchmark_runs_and_its_invariants_hold(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_issue6", BENCH)
+def test_fusion_folding_benchmark_runs_and_its_invariants_hold(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_fusion_folding", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    report = bench.main(["--quick", "--json", str(tmp_path / "issue6.json"), "--out", str(tmp_path / "art")])
+    report = bench.main(["--quick", "--json", str(tmp_path / "fusion_folding.json"), "--out", str(tmp_path / "art")])
 
-    assert json.loads((tmp_path / "issue6.json").read_text())["quick"] is True
+    assert json.loads((tmp_path / "fusion_folding.json").read_text())["quick"] is True
     vanilla = report["vanillanet"]
     assert (vanilla["convs"]["training"], vanilla["convs"]["deploy"]) == (14, 9)
     assert vanilla["macs_ratio"] < 0.7
