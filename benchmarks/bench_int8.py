@@ -1,4 +1,4 @@
-"""Issue 3's benchmark: edgec int8 against the TFLite converter's int8 and onnxruntime's
+"""edgec int8 measured against the TFLite converter's int8 and onnxruntime's
 quantize_static, on the same MNIST-trained models and the same calibration set.
 
     make bench-int8          # or: .venv/bin/python benchmarks/bench_int8.py

@@ -1,4 +1,4 @@
-"""Issue 5's benchmark: dense vs pruned MobileNets with XNNPACK's sparse kernels, on WebAssembly.
+"""Dense vs pruned MobileNets with XNNPACK's sparse kernels, on WebAssembly.
 
     .venv/bin/python benchmarks/bench_sparse.py                    # v1 and v2 at 224, node-wasm
     .venv/bin/python benchmarks/bench_sparse.py --devices node-wasm rk3588 --json out.json
