@@ -89,8 +89,7 @@ class IsolatedRuntime:
 class ChildRuntimes:
     """One worker process; artifacts opened in it stay loaded until it is closed."""
 
-    def __init__(self, timeout_s: float | None = None):
-        self.timeout_s = timeout_s
+    def __init__(self):
         self._stderr = tempfile.TemporaryFile()
         self._proc: subprocess.Popen | None = None
 
