@@ -325,7 +325,7 @@ def analyze(
 
 @app.command()
 def sensitivity(
-    model: str = typer.Argument(..., help="model.pt2 | model.onnx | zoo:NAME"),
+    model: str = typer.Argument(..., help="model.pt2 | model.pt (TorchScript) | model.onnx | zoo:NAME[?k=v&...]"),
     calib: str = typer.Option(..., "--calib", help="calibration data: data.npz | data.npy | images/ | random"),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape"),
     samples: int = typer.Option(32, "--samples", min=1, help="calibration samples the error is measured on"),
@@ -360,7 +360,8 @@ def sensitivity(
 
 @app.command()
 def prune(
-    model: Path = typer.Argument(..., help="model.pt2 (torch.export ExportedProgram) or model.onnx"),
+    model: str = typer.Argument(..., help="model.pt2 (torch.export ExportedProgram), model.onnx, or zoo:NAME[?k=v&...] "
+                                          "(written as .pt2)"),
     sparsity: float = typer.Option(..., "--sparsity", "-s", help="fraction of each layer's weights to zero, e.g. 0.9"),
     block: str = typer.Option("1x1", "--block", "-b", help="1x1 (unstructured) | 2x1 | 4x1 output-channel blocks; "
                               "4x1 runs fastest on ARM, 1x1 on WebAssembly"),
@@ -374,10 +375,11 @@ def prune(
     """
     from edgec.training.pruning import prune_file
 
-    with err.status(f"pruning {model.name}"):
+    shown = model if model.startswith("zoo:") else Path(model).name
+    with err.status(f"pruning {shown}"):
         result = prune_file(model, output, sparsity=sparsity, block=block, fc=fc)
     table = Table("layer", "op", "shape [out, in]", "zeros", "sparsity",
-                  title=f"{model.name} -> {output}: {result['zero_fraction']:.1%} of pruned weights zero "
+                  title=f"{shown} -> {output}: {result['zero_fraction']:.1%} of pruned weights zero "
                         f"({result['block']} blocks)", title_justify="left")
     for layer in result["layers"]:
         table.add_row(layer["node"], layer["op"], "x".join(map(str, layer["shape"])), str(layer["zeros"]),

@@ -62,3 +62,14 @@ def test_prune_onnx_and_clean_errors(tmp_path, capsys):
         capsys.readouterr()
         assert main(["prune", str(tmp_path / "m.onnx"), *map(str, args), *map(str, out)]) == 2
         assert fragment in " ".join(capsys.readouterr().err.split())
+
+
+def test_prune_accepts_zoo_sources_like_compile(tmp_path):
+    import torch
+
+    out = tmp_path / "mlp_pruned.pt2"
+    assert main(["prune", "zoo:mlp?hidden=64", "-s", "0.75", "-o", str(out)]) == 0
+    program = torch.export.load(str(out))
+    hidden = [t for n, t in program.state_dict.items() if n.endswith("weight") and t.shape[0] == 64]
+    assert hidden and all(abs(float((t == 0).float().mean()) - 0.75) < 0.02 for t in hidden)
+    assert main(["prune", "zoo:mlp", "-s", "0.5", "-o", str(tmp_path / "x.onnx")]) == 2

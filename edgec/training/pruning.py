@@ -221,6 +221,8 @@ def prune_file(src: str | Path, dst: str | Path, sparsity: float, block: Block |
                fc: bool = True) -> dict:
     """What `edgec prune` does: prune a .pt2 (ExportedProgram) or .onnx file into `dst`, same
     format, written atomically; returns the per-layer table."""
+    if str(src).startswith("zoo:"):  # the same model sources as `edgec compile`
+        return _prune_zoo(str(src), Path(dst), sparsity, parse_block(block), fc)
     src, dst = Path(src), Path(dst)
     block = parse_block(block)
     if not src.exists():
@@ -265,3 +267,21 @@ def zero_fraction(layers: list[PrunedLayer]) -> float:
 
 __all__ = ["GradualPruning", "Skipped", "gradual", "polynomial_sparsity", "prunable_layers", "prune",
            "prune_exported", "prune_file", "zero_fraction"]
+
+
+def _prune_zoo(spec: str, dst: Path, sparsity: float, block, fc: bool) -> dict:
+    """A zoo model, exported as compile exports it, pruned and saved as an ExportedProgram (.pt2)."""
+    from edgec import zoo
+    from edgec.fsutil import atomic_path
+
+    if dst.suffix != ".pt2":
+        raise EdgecError(f"{dst}: a pruned zoo model is written as an ExportedProgram; give a .pt2 path")
+    name, kwargs = zoo.parse_spec(spec[len("zoo:"):])
+    built = zoo.build(name, **kwargs)
+    ep = torch.export.export(built.module.eval(), tuple(built.example_inputs))
+    layers, skipped = prune_exported(ep, sparsity, block, fc)
+    with atomic_path(dst) as tmp:
+        torch.export.save(ep, str(tmp))
+    return {"source": spec, "output": str(dst), "sparsity": sparsity, "block": f"{block[0]}x{block[1]}",
+            "zero_fraction": zero_fraction(layers), "layers": [layer.as_dict() for layer in layers],
+            "skipped": [dataclasses.asdict(s) for s in skipped]}
