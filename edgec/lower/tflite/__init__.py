@@ -81,8 +81,9 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
         raise UnsupportedOpsError(target.name, "tflite", problems)
     data, ctx, fusions = build_flatbuffer(model, description=f"edgec {target.name}", io=io, quant=quant,
                                           sparse=sparse)
+    declined = []
     if quant is not None:  # a file XNNPACK refuses to prepare is never written
-        check_kernel_limits(ctx.graph, target.name)
+        declined = check_kernel_limits(ctx.graph, target.name)
     atomic_write_bytes(out_path, data)
     graph = ctx.graph
     report = {
@@ -104,6 +105,8 @@ def lower_tflite(model: ir.Model, target: Target, out_path: str | Path, *, io: s
     }
     if quant is not None:
         report["quantized"] = _quantized_summary(ctx, io)
+        # int8 ratios outside XNNPACK's add/multiply/requantize ranges: those ops run on LiteRT's kernels.
+        report["quantized"]["xnnpack_declines"] = declined
     if sparse:
         report["sparse"] = _sparse_summary(model, ctx)
     return report
