@@ -160,13 +160,13 @@ def build_cases(work: Path) -> list[Case]:
     return cases
 
 
-def run_case(case: Case, work: Path) -> tuple[bool, str]:
-    out = work / "out"
+def run_case(case: Case, work: Path, slot: int = 0) -> tuple[bool, str]:
+    out = work / f"out{slot}"  # each parallel case its own output folder
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     (out / "earlier.x86_64-fp32.tflite").write_bytes(b"an earlier artifact")
     before = snapshot(out)
-    args = [str(a) for a in case.args]
+    args = [str(out) if str(a) == str(work / "out") else str(a) for a in case.args]
     if case.signal is None:
         proc = subprocess.run([*EDGEC, *args], capture_output=True, text=True, timeout=600, cwd=work)
         code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
@@ -206,13 +206,25 @@ def run_case(case: Case, work: Path) -> tuple[bool, str]:
     return not problems, "; ".join(problems) or message
 
 
-def survey(work: Path | None = None, log=print) -> list[tuple[Case, bool, str]]:
+def survey(work: Path | None = None, log=print, families: list[str] | None = None,
+           jobs: int = 1) -> list[tuple[Case, bool, str]]:
+    """Run the cases (of `families`, default all), `jobs` at a time; signal cases run alone last."""
+    from concurrent.futures import ThreadPoolExecutor
+
     work = Path(work or tempfile.mkdtemp(prefix="edgec-survey-"))
+    cases = [c for c in build_cases(work) if not families or c.family in families]
     results = []
-    for case in build_cases(work):
-        clear, detail = run_case(case, work)
-        results.append((case, clear, detail))
+
+    def one(indexed):
+        i, case = indexed
+        clear, detail = run_case(case, work, slot=i)
         log(f"{'clear' if clear else 'NOT CLEAR':9} {case.family} / {case.name}: {detail[:160]}")
+        return case, clear, detail
+
+    quiet = [(i, c) for i, c in enumerate(cases) if c.signal is None]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results += list(pool.map(one, quiet))
+    results += [one((i, c)) for i, c in enumerate(cases) if c.signal is not None]
     return results
 
 
@@ -227,4 +239,10 @@ def table(results) -> str:
 
 
 if __name__ == "__main__":
-    print(table(survey()))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the bad-input survey through the edgec command")
+    parser.add_argument("--family", action="append", help="only this family (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="cases run at a time")
+    args = parser.parse_args()
+    print(table(survey(families=args.family, jobs=args.jobs, log=lambda m: print(m, flush=True))))
