@@ -328,20 +328,26 @@ def _run_tvm(model, inputs, workdir: Path) -> list[np.ndarray]:
 
 
 def table(outcomes: dict[str, dict[str, Outcome]], tests: list[NodeTest]) -> dict:
-    """Per format: totals and, by op, cases/passed/refused/failed with each non-pass's reason."""
+    """Per format, by op: cases/passed/refused/failed over the float32 cases (what an fp32
+    target claims), the other-dtype cases apart (int, float16/64, bool: refused by name
+    unless they crash), and each non-pass's reason."""
     by_name = {t.name: t for t in tests}
+    keys = ("cases", PASSED, REFUSED, FAILED)
     result = {}
     for fmt, per_case in outcomes.items():
-        ops: dict[str, dict] = collections.defaultdict(
-            lambda: {"cases": 0, PASSED: 0, REFUSED: 0, FAILED: 0, "not_passed": {}})
+        ops: dict[str, dict] = collections.defaultdict(lambda: {
+            **{k: 0 for k in keys}, "other_dtype": {k: 0 for k in keys}, "not_passed": {}})
         for name, outcome in sorted(per_case.items()):
-            row = ops[by_name[name].op]
-            row["cases"] += 1
-            row[outcome.status] += 1
+            test = by_name[name]
+            row = ops[test.op]
+            counts = row if test.fp32 else row["other_dtype"]
+            counts["cases"] += 1
+            counts[outcome.status] += 1
             if outcome.status != PASSED:
                 row["not_passed"][name] = f"{outcome.status}: {outcome.detail}"
-        totals = {k: sum(r[k] for r in ops.values()) for k in ("cases", PASSED, REFUSED, FAILED)}
+        totals = {k: sum(r[k] for r in ops.values()) for k in keys}
         totals["pass_rate"] = totals[PASSED] / max(totals["cases"], 1)
+        totals["other_dtype"] = {k: sum(r["other_dtype"][k] for r in ops.values()) for k in keys}
         result[fmt] = {"totals": totals, "ops": dict(sorted(ops.items()))}
     return result
 
@@ -349,12 +355,16 @@ def table(outcomes: dict[str, dict[str, Outcome]], tests: list[NodeTest]) -> dic
 def format_table(summary: dict) -> str:
     lines = []
     for fmt, data in summary.items():
-        t = data["totals"]
-        lines.append(f"{fmt}: {t['passed']}/{t['cases']} passed ({100 * t['pass_rate']:.1f}%), "
-                     f"{t['refused']} refused by name, {t['failed']} failed")
-        lines.append(f"  {'op':<24}{'cases':>6}{'passed':>8}{'refused':>9}{'failed':>8}")
+        t, o = data["totals"], data["totals"]["other_dtype"]
+        lines.append(f"{fmt}: float32 cases {t['passed']}/{t['cases']} passed ({100 * t['pass_rate']:.1f}%), "
+                     f"{t['refused']} refused by name, {t['failed']} failed; other dtypes: {o['cases']} cases, "
+                     f"{o['passed']} passed, {o['refused']} refused, {o['failed']} failed")
+        lines.append(f"  {'op':<24}{'cases':>6}{'passed':>8}{'refused':>9}{'failed':>8}{'other-dtype':>13}")
         for op, row in data["ops"].items():
-            lines.append(f"  {op:<24}{row['cases']:>6}{row['passed']:>8}{row['refused']:>9}{row['failed']:>8}")
+            other = row["other_dtype"]
+            extra = f"{other['cases']} ({other['failed']} failed)" if other["cases"] else ""
+            lines.append(f"  {op:<24}{row['cases']:>6}{row['passed']:>8}{row['refused']:>9}{row['failed']:>8}"
+                         f"{extra:>13}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,9 @@ rewrite can save is refused by name instead of compiling to a wrong number.
     Reshape       allowzero=1 makes the shape symbolic -> dropped when no 0 is in the shape
     LayerNormalization whose mean / inv-std outputs are read (TVM returns them with the
                   wrong shape) -> ReduceMean, Sub, Mul, Sqrt, Reciprocal
-    refused       zero-size tensors; Dropout in training mode (TVM ignores training_mode)
+    refused       zero-size tensors; Dropout and BatchNormalization in training mode (TVM
+                  ignores training_mode); casts to 4-bit and float8 types; IsInf with one
+                  sign switched off (ignored)
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ _TVM_RESIZE_COORDS = ("half_pixel", "asymmetric", "align_corners", "pytorch_half
 def fix_for_relax(model: ir.Model, target_name: str) -> ir.Model:
     """`model` with the rewrites applied (a copy, or `model` when none applies); raises
     UnsupportedOpsError naming every node that stays wrong in TVM."""
-    problems = [(node_label(n), n.op_type, why) for n in model.graph
-                if n.domain in _STANDARD and (why := _refusal(n)) is not None]
+    problems = [(v.name, "graph output", f"is {v.dtype.name}; Apache TVM artifacts have no 4-bit or float8 outputs")
+                for v in model.graph.outputs if v.dtype is not None and _narrow(v.dtype)]
+    problems += [(node_label(n), n.op_type, why) for n in model.graph
+                 if n.domain in _STANDARD and (why := _refusal(n)) is not None]
     if problems:
         raise UnsupportedOpsError(target_name, "tvm", problems)
     if not any(_needs_rewrite(n) for n in model.graph):
@@ -53,6 +57,14 @@ def fix_for_relax(model: ir.Model, target_name: str) -> ir.Model:
     return model
 
 
+def _narrow(dtype: ir.DataType) -> bool:
+    return dtype.bitwidth < 8 or "FLOAT8" in dtype.name
+
+
+def _int_attr(node: ir.Node, name: str, default: int) -> int:
+    return node.attributes[name].value if node.attributes.get(name) is not None else default
+
+
 def _read(value: ir.Value | None) -> bool:
     return value is not None and (bool(value.uses()) or value.is_graph_output())
 
@@ -68,6 +80,14 @@ def _refusal(node: ir.Node) -> str | None:
         training = const_array(node.inputs[2])
         if training is None or bool(training):
             return "Dropout in training mode (random masks); export the model in eval mode"
+    if node.op_type == "BatchNormalization" and _int_attr(node, "training_mode", 0):
+        return "BatchNormalization in training mode (batch statistics); export the model in eval mode"
+    if node.op_type in ("Cast", "CastLike"):
+        to = node.outputs[0].dtype
+        if to is not None and _narrow(to):
+            return f"a cast to {to.name}: Apache TVM's Relax build has no {to.name} conversion"
+    if node.op_type == "IsInf" and not (_int_attr(node, "detect_negative", 1) and _int_attr(node, "detect_positive", 1)):
+        return "IsInf with detect_negative/detect_positive off: Apache TVM's converter ignores them"
     if (node.op_type == "ConvTranspose" and node.attributes.get("output_shape") is not None
             and static_shape(node.inputs[0]) is not None and _pads_from_output_shape(node) is None):
         return "output_shape starts before the first input position (a negative pad); give pads instead"
@@ -99,7 +119,10 @@ def _tvm_resize_differs(node: ir.Node) -> bool:
     if isinstance(found, str):
         return found.startswith("align_corners with scale")  # refused: onnxruntime and ONNX disagree
     interp = found.interpolation
-    return (interp.antialias or interp.coord not in _TVM_RESIZE_COORDS or found.fractional
+    in_shape, out_shape = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+    # TVM's nearest rounding matches ONNX only where whole pixels map to whole pixels.
+    uneven = any(o % i and i % o for i, o in zip(in_shape[2:], out_shape[2:]))
+    return (interp.mode == "nearest" and uneven) or (interp.antialias or interp.coord not in _TVM_RESIZE_COORDS or found.fractional
             or node.attributes.get("axes") is not None
             or node.attributes.get("keep_aspect_ratio_policy") is not None)
 
