@@ -131,6 +131,10 @@ def drift_failures(vs_qdq: dict, qdq_vs_float: dict, names: Sequence[str]) -> li
     return problems
 
 
+# Verification samples below which an accuracy budget is reported but not held.
+MIN_BUDGET_SAMPLES = 50
+
+
 def accuracy_summary(vs_float: dict, budget: float | None, enforced: bool, rms_rule: bool = True) -> dict:
     """What quantization costs, end to end vs the float graph: per output SQNR, top-1 agreement
     for class scores, relative RMS error (percent), and the user's budget when one applies.
@@ -146,10 +150,15 @@ def accuracy_summary(vs_float: dict, budget: float | None, enforced: bool, rms_r
         if "top1_agreement" in o:
             entry["top1_agreement"] = o["top1_agreement"]
         outputs.append(entry)
-    return {"outputs": outputs, "budget": budget, "enforced": bool(enforced and budget is not None),
-            "rms_rule": rms_rule,
-            "why_not_enforced": None if enforced or budget is None else "random calibration data: the budget "
-            "is held only on real samples"}
+    why = None
+    if budget is not None and not enforced:
+        why = "random calibration data: the budget is held only on real samples"
+    elif budget is not None and vs_float["samples"] < MIN_BUDGET_SAMPLES:
+        # One changed prediction in 4 samples is 25 points: too coarse to hold a budget to.
+        why = (f"only {vs_float['samples']} verification samples; the budget is held on >= {MIN_BUDGET_SAMPLES} "
+               "(--samples)")
+    return {"outputs": outputs, "budget": budget, "enforced": budget is not None and why is None,
+            "rms_rule": rms_rule, "samples": vs_float["samples"], "why_not_enforced": why}
 
 
 def accuracy_failures(accuracy: dict) -> list[str]:

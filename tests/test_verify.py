@@ -43,10 +43,10 @@ def test_accuracy_budget_holds_top1_and_rms_error_only_when_enforced():
     from edgec.verify import accuracy_failures, accuracy_summary
 
     rng = np.random.default_rng(3)
-    ref = [[rng.standard_normal((1, 10))] for _ in range(20)]
-    # 3 of 20 samples change their top class: a 15-point drop in top-1 agreement.
+    ref = [[rng.standard_normal((1, 10))] for _ in range(60)]
+    # 9 of 60 samples change their top class: a 15-point drop in top-1 agreement.
     actual = [[r[0].copy()] for r in ref]
-    for s in actual[:3]:
+    for s in actual[:9]:
         s[0][0, np.argsort(s[0][0])[-2]] += 10.0
     names = ["logits"]
     vs_float = compare_outputs(actual, ref, names)
@@ -56,6 +56,8 @@ def test_accuracy_budget_holds_top1_and_rms_error_only_when_enforced():
     assert accuracy_failures(accuracy_summary(vs_float, budget=20.0, enforced=True)) == []
     random_data = accuracy_summary(vs_float, budget=10.0, enforced=False)
     assert accuracy_failures(random_data) == [] and "random calibration" in random_data["why_not_enforced"]
+    few = accuracy_summary(compare_outputs(actual[:4], ref[:4], names), budget=10.0, enforced=True)
+    assert accuracy_failures(few) == [] and "only 4 verification samples" in few["why_not_enforced"]
     # Non-classifier output: relative RMS error in percent, 10^(-SQNR/20).
     feats = [[r[0].reshape(1, 10, 1)] for r in ref]
     noisy = [[f[0] * 1.05] for f in feats]
