@@ -19,6 +19,9 @@ from ai_edge_litert import schema_py_generated as schema
 # can read weights in place with vector loads.
 BUFFER_ALIGNMENT = 16
 
+# Constants up to this size are shared when identical (see add_const).
+_DEDUPE_MAX_BYTES = 1 << 16
+
 # The schema's `version` field of ModelT; 3 is the only one current runtimes read.
 SCHEMA_VERSION = 3
 
@@ -57,7 +60,7 @@ class _AlignedBufferT(schema.BufferT):
     def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 (schema naming)
         data_offset = None
         if self.data is not None:
-            payload = self.data.tobytes()
+            payload = memoryview(np.ascontiguousarray(self.data)).cast("B")  # no copy of the weights
             builder.StartVector(1, len(payload), BUFFER_ALIGNMENT)
             builder.head -= len(payload)
             builder.Bytes[builder.head : builder.head + len(payload)] = payload
@@ -116,7 +119,9 @@ class TFLiteGraph:
         """A constant tensor; identical unquantized constants share one tensor."""
         array = np.ascontiguousarray(array)
         key = None
-        if quantization is None:
+        # Hashing is for the many small shared constants (shapes, axes, scalars); a weight is
+        # requested once per layout (the context caches those), and hashing BERT's tables cost seconds.
+        if quantization is None and array.nbytes <= _DEDUPE_MAX_BYTES:
             digest = hashlib.sha1(array.tobytes()).hexdigest()
             key = (array.dtype.str, array.shape, digest)
             if key in self._const_cache:
@@ -215,7 +220,10 @@ class TFLiteGraph:
         model.buffers = self.buffers
         model.signatureDefs = [signature]
 
-        size_hint = 1024 + sum(b.data.size for b in self.buffers if b.data is not None)
+        # Room for every buffer with its alignment padding and the tables, so the builder never
+        # grows (each growth copies everything written so far).
+        size_hint = (1 << 20) + 256 * (len(self.tensors) + len(self.operators)) + sum(
+            b.data.size + BUFFER_ALIGNMENT for b in self.buffers if b.data is not None)
         builder = flatbuffers.Builder(size_hint)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
