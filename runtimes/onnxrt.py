@@ -15,6 +15,7 @@ _ORT_TYPES = {
     "tensor(float16)": np.float16,
     "tensor(double)": np.float64,
     "tensor(int8)": np.int8,
+    "tensor(int16)": np.int16,  # 16x8 layers' activations (faithfulness feeds them)
     "tensor(uint8)": np.uint8,
     "tensor(int32)": np.int32,
     "tensor(int64)": np.int64,
