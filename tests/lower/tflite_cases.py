@@ -258,6 +258,18 @@ def _pool_cases() -> dict[str, Case]:
             consts={"a1": ints(1), "a2": ints(-1)}, nchw_prelude=True, ops={"REDUCE_MAX": 1, "SUM": 1}),
         "global_max_pool": Case([node("GlobalMaxPool", ["x"])], x, nchw_prelude=True, ops={"REDUCE_MAX": 1}),
         "reduce_mean_last": Case([node("ReduceMean", ["x", "axes"])], {"x": (2, 5, 8)}, consts={"axes": ints(-1)}),
+        # torch.linalg.vector_norm (timm EdgeNeXt's cross-covariance attention), over the last axis and over
+        # channels of an NHWC-held tensor.
+        "reduce_l2_last": Case([node("ReduceL2", ["x", "axes"])], {"x": (2, 5, 8)}, consts={"axes": ints(-1)},
+                               ops={"MUL": 1, "SUM": 1, "SQRT": 1}),
+        "reduce_l2_channels_dropped": Case([node("ReduceL2", ["x", "axes"], keepdims=0)], x, consts={"axes": ints(1)},
+                                           nchw_prelude=True),
+        "reduce_l1_hw": Case([node("ReduceL1", ["x", "axes"])], x, consts={"axes": ints(2, 3)}, nchw_prelude=True,
+                             ops={"ABS": 1, "SUM": 1}),
+        "reduce_sum_square_all": Case([node("ReduceSumSquare", ["x"], keepdims=0)], {"x": (2, 5, 8)}),
+        "reduce_min_then_prod": Case(
+            [node("ReduceMin", ["x", "a1"], ["m"]), node("ReduceProd", ["m", "a2"], keepdims=0)], {"x": (2, 5, 3)},
+            consts={"a1": ints(1), "a2": ints(-1)}, ops={"REDUCE_MIN": 1, "REDUCE_PROD": 1}, cpu_ops=("REDUCE_PROD",)),
     }
 
 

@@ -1,5 +1,7 @@
-"""ReduceMean / ReduceMax / ReduceSum -> MEAN / REDUCE_MAX / SUM, axes remapped to the layout;
-CumSum -> CUMSUM (position ids from a padding mask)."""
+"""ReduceMean / ReduceMax / ReduceMin / ReduceProd / ReduceSum -> MEAN / REDUCE_MAX / REDUCE_MIN /
+REDUCE_PROD / SUM, axes remapped to the layout; the norms TFLite has no op for are composed:
+ReduceSumSquare = SUM(MUL(x, x)), ReduceL2 = SQRT of that (timm's EdgeNeXt / XCiT normalise attention
+with torch.linalg.vector_norm), ReduceL1 = SUM(ABS(x)); CumSum -> CUMSUM (position ids from a padding mask)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ from edgec.lower.tflite.common import attr, const_ints, input_at, normalize_axes
 from edgec.lower.tflite.context import LoweringContext
 from edgec.lower.tflite.registry import NUMERIC, visitor
 
-_REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM"}
+_REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN", "ReduceProd": "REDUCE_PROD",
+             "ReduceSum": "SUM", "ReduceSumSquare": "SUM", "ReduceL2": "SUM", "ReduceL1": "SUM"}
+# Elementwise op before the SUM, and after it, for the composed norms.
+_BEFORE = {"ReduceSumSquare": "MUL", "ReduceL2": "MUL", "ReduceL1": "ABS"}
+_AFTER = {"ReduceL2": "SQRT"}
 
 
 def reduce_axes(node: ir.Node) -> list[int] | None:
@@ -35,20 +41,34 @@ def _check_reduce(node: ir.Node) -> str | None:
 
 
 @visitor("ReduceMean", check=_check_reduce, int8=True)
-@visitor("ReduceMax", "ReduceSum", check=_check_reduce)
+@visitor("ReduceMax", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceL1",
+         check=_check_reduce)
 def lower_reduce(node: ir.Node, ctx: LoweringContext) -> None:
     x = node.inputs[0]
+    op = node.op_type
     axes = reduce_axes(node)
-    if axes is None:
+    perm = ctx.perm(x)
+    src = ctx.tensor(x, perm)
+    if op in _BEFORE:  # the elementwise part applies even when no axis is reduced (noop_with_empty_axes)
+        before = ctx.temp_like(src, hint=_BEFORE[op].lower())
+        ctx.emit(_BEFORE[op], [src, src] if _BEFORE[op] == "MUL" else [src], [before],
+                 schema.MulOptionsT() if _BEFORE[op] == "MUL" else None)
+        src = before
+    if axes is None and op not in _BEFORE:
         ctx.alias(node.outputs[0], x)
         return
-    perm = ctx.perm(x)
     keep = bool(attr(node, "keepdims", 1))
-    out_perm = perm if keep else layout.drop_axes(perm, axes)
+    out_perm = perm if keep or axes is None else layout.drop_axes(perm, axes)
     out = ctx.define(node.outputs[0], out_perm)
+    after = _AFTER.get(op)
+    if axes is None:  # ReduceL2 of nothing reduced is |x|: sqrt(x*x)
+        ctx.emit(after or "RESHAPE", [src] if after else [src, ctx.int32(ctx.graph.shape(out))], [out])
+        return
     tfl_axes = sorted(layout.axis_in(perm, a) for a in axes)
-    ctx.emit(_REDUCERS[node.op_type], [ctx.tensor(x, perm), ctx.int32(tfl_axes, "axes")], [out],
-             schema.ReducerOptionsT(keepDims=keep))
+    summed = ctx.temp_like(src, ctx.graph.shape(out), hint="sum") if after else out
+    ctx.emit(_REDUCERS[op], [src, ctx.int32(tfl_axes, "axes")], [summed], schema.ReducerOptionsT(keepDims=keep))
+    if after:
+        ctx.emit(after, [summed], [out])
 
 
 def _check_cumsum(node: ir.Node) -> str | None:
