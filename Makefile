@@ -3,6 +3,7 @@
 #   make test    set-up + the test suite (what .ci/run calls)
 #   make bench   set-up + the slow benchmarks (excluded from `make test`)
 #   make fuzz    set-up + the bad-input survey (every family through the CLI) and wide property fuzzing
+#   make bench-compile-time   int8 compile time vs litert-torch + ai-edge-quantizer (own environment)
 #   make coverage  set-up + timm/transformers + the real-architecture coverage table (benchmarks/coverage.py)
 
 PYTHON ?= python3
@@ -82,6 +83,21 @@ models: $(VENV)/.models
 # Table in benchmarks/results/coverage.md. Pass e.g. COVERAGE_ARGS='--only resnet18 --jobs 2'.
 coverage: setup models
 	$(PY) benchmarks/coverage.py $(COVERAGE_ARGS)
+
+# litert-torch + ai-edge-quantizer (Google's torch -> int8 TFLite path) in their own environment:
+# they pull jax, transformers and their own converter. torch stays at edgec's pin.
+LITERT_TORCH := .venv-litert-torch
+$(LITERT_TORCH)/.installed:
+	$(PYTHON) -m venv $(LITERT_TORCH)
+	$(LITERT_TORCH)/bin/pip install -q --upgrade pip
+	$(LITERT_TORCH)/bin/pip install -q 'torch==2.13.0' 'litert-torch==0.10.*' 'ai-edge-quantizer==0.10.*'
+	touch $@
+
+peers-litert-torch: $(LITERT_TORCH)/.installed
+
+# int8 compile time of MobileNet v2 224 (256 calibration samples): edgec vs litert-torch + ai-edge-quantizer.
+bench-compile-time: setup peers-litert-torch
+	$(PY) benchmarks/bench_compile_time.py
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

@@ -395,7 +395,7 @@ def collect_statistics(model: ir.Model, data: CalibrationSet, method: str = "min
     if tensors is not None:
         wanted = set(tensors)
         names = [n for n in names if n in wanted]
-    observers = {n: TensorObserver() for n in names}
+    observers = {n: TensorObserver(abs_histogram=method == "entropy") for n in names}
     proto = to_proto(model)
     shapes = static_shapes(model, proto)
     sums = {n.inputs[0].name for n in model.graph if n.op_type in WEIGHT_LAYER_OPS and n.inputs and n.inputs[0]}

@@ -30,10 +30,15 @@ class TensorObserver:
     """Min/max of one tensor (overall and per channel) and its per-channel mean, then
     (optionally) its histogram over [min, max]."""
 
-    def __init__(self):
+    def __init__(self, abs_histogram: bool = False):
         self.lo = np.inf
         self.hi = -np.inf
         self.hist: np.ndarray | None = None
+        # Entropy calibration works on |x|: its own histogram over [0, max|x|] (re-binning the
+        # signed one would alias), and the count of exact zeros, which cost nothing.
+        self.abs_histogram = abs_histogram
+        self.abs_hist: np.ndarray | None = None
+        self.zeros = 0
         self.channel_lo: np.ndarray | None = None
         self.channel_hi: np.ndarray | None = None
         self._channel_sum: np.ndarray | None = None
@@ -98,6 +103,10 @@ class TensorObserver:
         lo, hi = self._edges_range()
         counts, _ = np.histogram(x, bins=BINS, range=(lo, hi))
         self.hist = counts if self.hist is None else self.hist + counts
+        if self.abs_histogram:
+            counts, _ = np.histogram(np.abs(x), bins=BINS, range=(0.0, max(-lo, hi)))
+            self.abs_hist = counts if self.abs_hist is None else self.abs_hist + counts
+            self.zeros += int(np.asarray(x).size - np.count_nonzero(x))
 
     def _edges_range(self) -> tuple[float, float]:
         lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
@@ -115,7 +124,9 @@ class TensorObserver:
         if method == "mse":
             return _mse_range(self.hist, edges)
         if method == "entropy":
-            return _entropy_range(self.hist, edges)
+            if self.abs_hist is None:
+                raise EdgecError("entropy calibration needs the |x| histogram: TensorObserver(abs_histogram=True)")
+            return entropy_range(self.abs_hist, self.zeros, self.lo, self.hi)
         raise EdgecError(f"unknown calibration method '{method}'; expected one of {', '.join(METHODS)}")
 
 
@@ -146,48 +157,72 @@ def _mse_range(hist: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
     return best[1], best[2]
 
 
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+# The KL criterion trades the resolution of a tensor's bulk against clipping its outliers, and
+# models the bulk as a smooth density. Where the histogram is made of spikes instead (discrete
+# inputs: MNIST's background gives each first-layer channel one exact value over most pixels),
+# it overrates resolution and clips the bulk itself. Measured on the MNIST MobileNet v1: its
+# first activation went to 1.55 of 5.22 (9% of its values clipped; TensorRT's own procedure
+# picks 0.74) and top-1 fell from 97% to 44%. Outliers are few by definition, so the search only
+# considers thresholds that clip at most this fraction of the nonzero values.
+MAX_CLIPPED = 0.001
 
 
-def _entropy_threshold(abs_hist: np.ndarray, levels: int) -> int:
-    """TensorRT's calibration: the bin count whose int8 re-binning loses the least information."""
-    n = len(abs_hist)
-    best_i, best_kl = n, np.inf
-    for i in range(levels, n + 1, max(1, n // 64)):
-        ref = abs_hist[:i].astype(np.float64).copy()
-        ref[-1] += abs_hist[i:].sum()  # outliers clipped into the last bin
-        if ref.sum() == 0:
-            continue
-        chunks = np.array_split(np.arange(i), levels)
-        cand = np.zeros(i)
-        for idx in chunks:
-            nonzero = abs_hist[idx] > 0
-            if nonzero.any():
-                cand[idx[nonzero]] = abs_hist[idx].sum() / nonzero.sum()
-        p = ref / ref.sum()
-        if cand.sum() == 0:
-            continue
-        q = cand / cand.sum()
-        if np.any((p > 0) & (q == 0)):
-            q = np.where(q == 0, 1e-12, q)
-        kl = _kl(p, q)
-        if kl < best_kl:
-            best_kl, best_i = kl, i
-    return best_i
-
-
-def _entropy_range(hist: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(edges[0]), float(edges[-1])
+def entropy_range(abs_hist: np.ndarray, zeros: int, lo: float, hi: float) -> tuple[float, float]:
+    """TensorRT's KL calibration (Migacz 2017) on the |x| histogram: the threshold T whose
+    quantization of [0, T] loses the least information, outliers above T clipped into the
+    last bin; exact zeros left out (zero is exactly representable), and at most MAX_CLIPPED of
+    the nonzero values clipped. Range (max(lo, -T), min(hi, T))."""
     absmax = max(-lo, hi)
-    centers = (edges[:-1] + edges[1:]) / 2
-    abs_hist, abs_edges = np.histogram(np.abs(centers), bins=BINS, range=(0, absmax), weights=hist)
-    levels = 256 if lo >= 0 else 128  # one-sided tensors (after ReLU) get all 256 levels
-    # Zero is exactly representable, so exact zeros (half of a ReLU output) cost nothing; left
-    # in, their spike would be smeared over the first quantization bin and dominate the KL,
-    # pushing the threshold far too low (1.8 sigma on a rectified normal, measured).
-    abs_hist = abs_hist.copy()
-    abs_hist[0] = 0
-    threshold = abs_edges[_entropy_threshold(abs_hist, levels)]
+    h = abs_hist.astype(np.float64).copy()
+    h[0] = max(h[0] - zeros, 0.0)
+    total = h.sum()
+    if total <= 0 or absmax <= 0:
+        return lo, hi
+    n = len(h)
+    edges = np.linspace(0.0, absmax, n + 1)
+    outliers = total - np.cumsum(h)  # mass above bin i-1, for a threshold after i bins: outliers[i-1]
+    first = max(1, min(n, 128))
+    candidates = np.arange(first, n + 1)
+    candidates = candidates[outliers[candidates - 1] <= MAX_CLIPPED * total]
+    if candidates.size == 0:
+        candidates = np.array([n])
+    # Integer steps over [0, T] of the asymmetric int8 grid the range (max(lo,-T), min(hi,T)) gets.
+    t = edges[candidates]
+    span = np.minimum(hi, t) - np.maximum(lo, -t)
+    levels = np.clip(np.rint(255.0 * t / np.maximum(span, 1e-30)), 1, 256).astype(np.int64)
+    kl = _kl_per_candidate(h, candidates, levels, outliers[candidates - 1], total)
+    best = candidates[len(kl) - 1 - int(np.argmin(kl[::-1]))]  # ties: the widest range
+    threshold = float(edges[best])
     return max(lo, -threshold), min(hi, threshold)
+
+
+def _kl_per_candidate(h: np.ndarray, candidates: np.ndarray, levels: np.ndarray, clipped: np.ndarray,
+                      total: float) -> np.ndarray:
+    """KL(P || Q) for each candidate bin count i, all at once from prefix sums.
+
+    P: h[:i] with the clipped mass added to its last bin. Q: h[:i] merged into `levels` chunks,
+    each chunk's mass spread evenly over its nonzero bins (zero bins stay zero). A clipped mass
+    landing in an empty last bin makes Q zero where P is not: infinite, never chosen."""
+    cum = np.concatenate([[0.0], np.cumsum(h)])
+    nonzero = np.concatenate([[0], np.cumsum(h > 0)])
+    hlogh = np.concatenate([[0.0], np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1.0)), 0.0))])
+    lmax = int(levels.max())
+    c = np.arange(lmax)[None, :]
+    i, L = candidates[:, None], levels[:, None]
+    valid = c < L
+    start = np.where(valid, (c * i) // L, 0)
+    end = np.where(valid, ((c + 1) * i) // L, 0)
+    mass = cum[end] - cum[start]
+    count = nonzero[end] - nonzero[start]
+    zq = cum[candidates]  # Q's normalizer: h[:i] without the clipped mass
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_level = np.where(count > 0, mass / np.maximum(count, 1) / zq[:, None], 1.0)  # q of each nonzero bin
+        cross = np.where(mass > 0, mass * np.log(q_level), 0.0).sum(axis=1)  # sum_j h_j log q_j
+        last = h[candidates - 1]
+        q_last = q_level[np.arange(len(candidates)), levels - 1]
+        # P's last bin holds h[i-1] + clipped: its log q term gets the clipped mass too.
+        cross = cross + np.where(clipped > 0, clipped * np.log(np.where(last > 0, q_last, 1.0)), 0.0)
+        with_last = last + clipped
+        plogp = hlogh[candidates - 1] + np.where(with_last > 0, with_last * np.log(np.where(with_last > 0, with_last, 1.0)), 0.0)
+        kl = (plogp - cross) / total - np.log(total)
+    return np.where((clipped > 0) & (last == 0), np.inf, kl)

@@ -49,7 +49,7 @@ def test_bias_scale_is_input_times_weight_scale():
 
 
 def _observe(x, method):
-    obs = TensorObserver()
+    obs = TensorObserver(abs_histogram=method == "entropy")
     obs.update_minmax(x)
     if method != "minmax":
         obs.update_histogram(x)
@@ -89,3 +89,45 @@ def test_unknown_method():
     obs.update_histogram(np.ones(3))
     with pytest.raises(EdgecError, match="unknown calibration method 'bogus'"):
         obs.range("bogus")
+
+
+def _kl_reference(h, i, levels):
+    """TensorRT's KL for one candidate, written as the loops of its description."""
+    p = h[:i].astype(np.float64).copy()
+    p[-1] += h[i:].sum()
+    q = np.zeros(i)
+    for c in range(levels):
+        idx = np.arange(c * i // levels, (c + 1) * i // levels)  # chunk c of i/levels bins
+        nz = idx[h[idx] > 0]
+        if len(nz):
+            q[nz] = h[idx].sum() / len(nz)
+    p, q = p / p.sum(), q / q.sum()
+    mask = p > 0
+    if np.any(q[mask] == 0):
+        return np.inf
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def test_entropy_kl_matches_the_loop_definition():
+    from edgec.quantization.observers import _kl_per_candidate
+
+    rng = np.random.default_rng(5)
+    h = np.histogram(np.abs(rng.laplace(size=50_000)), bins=2048)[0].astype(np.float64)
+    candidates = np.array([128, 300, 777, 1500, 2048])
+    for levels in (128, 200, 256):
+        got = _kl_per_candidate(h, candidates, np.full(len(candidates), levels),
+                                h.sum() - np.cumsum(h)[candidates - 1], h.sum())
+        want = [_kl_reference(h, i, levels) for i in candidates]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_entropy_does_not_clip_the_bulk_of_a_spiky_tensor():
+    """Discrete activations (MNIST's background gives each channel one exact value): most of the
+    mass sits in a few spikes, where the KL criterion alone clips far into the bulk."""
+    rng = np.random.default_rng(6)
+    spikes = rng.choice(np.array([0.1, 0.35, 0.6, 0.9], np.float32), size=600_000)
+    strokes = np.abs(rng.standard_normal(400_000)).astype(np.float32) * 1.5
+    x = np.concatenate([spikes, strokes])
+    lo, hi = _observe(x, "entropy")
+    assert np.mean(x > hi) <= 0.001 + 1e-6, hi
+    assert hi < x.max()  # still clips the far tail
