@@ -45,6 +45,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgec.onnx_walk import all_nodes
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "onnx-node-tests" / onnx.__version__
 RESULTS = REPO / "benchmarks" / "results" / "onnx_node_conformance.json"
@@ -109,7 +111,7 @@ def node_tests() -> list[NodeTest]:
     tests = {}
     for folder in sorted(p for p in root.iterdir() if (p / "model.onnx").is_file()):
         model = onnx.load(folder / "model.onnx", load_external_data=False)
-        ops = frozenset(_all_op_types(model.graph))
+        ops = frozenset(n.op_type for n in all_nodes(model.graph))
         tests[folder.name] = NodeTest(folder.name, folder, ops, "", _is_fp32(model.graph),
                                       *tolerances.get(folder.name, (1e-3, 1e-7)))
     for test in tests.values():
@@ -187,15 +189,6 @@ def _read_tensors(folder: Path, kind: str) -> list[np.ndarray]:
     return arrays
 
 
-def _all_op_types(graph: onnx.GraphProto):
-    for n in graph.node:
-        yield n.op_type
-        for attr in n.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_op_types(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_op_types(g)
 
 
 def _is_fp32(graph: onnx.GraphProto) -> bool:

@@ -24,6 +24,8 @@ from typing import Iterable
 
 import onnx
 
+from edgec.onnx_walk import all_nodes
+
 
 def normalize(proto: onnx.ModelProto, keep_inputs: Iterable[str] = ()) -> list[str]:
     """Fix `proto` in place as described above; returns one note per kind of fix made."""
@@ -94,20 +96,11 @@ def _initializer_inputs(graph: onnx.GraphProto, keep_inputs: set[str]) -> list[s
     return notes
 
 
-def _read_names(graph: onnx.GraphProto, names: set[str]) -> None:
-    for node in graph.node:
-        names.update(node.input)
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                _read_names(a.g, names)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    _read_names(g, names)
 
 
 def _unused_initializers(graph: onnx.GraphProto) -> list[str]:
     read: set[str] = {o.name for o in graph.output}
-    _read_names(graph, read)
+    read.update(name for node in all_nodes(graph) for name in node.input)
     unused = [t.name for t in graph.initializer if t.name not in read]
     if not unused:
         return []

@@ -23,6 +23,7 @@ from tvm.relax.frontend.onnx import onnx_frontend
 
 from edgec.errors import InputShapeError, UnsupportedOpsError
 from edgec.lower.tvm import op_checks
+from edgec.onnx_walk import all_nodes
 
 # The ONNX standard domains, and Microsoft's contrib domain whose ops (FastGelu,
 # SkipLayerNormalization, ...) the frontend converts under their plain names.
@@ -73,7 +74,7 @@ def find_unsupported_nodes(graph: onnx.GraphProto) -> list[tuple[str, str, str]]
     convert_map = onnx_frontend._get_convert_map()
     constants = {t.name: t for t in graph.initializer}
     found = []
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         if node.domain not in _ONNX_DOMAINS + _CONTRIB_DOMAINS:
             found.append((node.name, node.op_type, (
                 f"custom domain '{node.domain}': Apache TVM's ONNX frontend converts only standard "
@@ -138,15 +139,6 @@ def _clip_with_constant_bounds(bb, inputs):
     return result
 
 
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _all_nodes(sub)
 
 
 def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -158,7 +150,7 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:
     # The importer knows a node only by its name; give unnamed nodes the label
     # edgec.ir.node_label shows users, so errors point at something findable.
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         if not node.name:
             node.name = f"{node.op_type}->{node.output[0] if node.output else '?'}"
 
