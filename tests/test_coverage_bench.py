@@ -68,6 +68,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+@needs_models
 def test_sigterm_stops_the_steps_in_flight_and_writes_no_table(tmp_path):
     import signal
     import subprocess
