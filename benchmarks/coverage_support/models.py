@@ -161,7 +161,11 @@ def _suite() -> list[ModelSpec]:
             "WhisperModel", "WhisperConfig", dict(vocab_size=VOCAB, d_model=128, encoder_layers=2, decoder_layers=1,
                                                   encoder_attention_heads=2, decoder_attention_heads=2,
                                                   encoder_ffn_dim=256, decoder_ffn_dim=256, num_mel_bins=80,
-                                                  max_source_positions=50, max_target_positions=32),
+                                                  max_source_positions=50, max_target_positions=32,
+                                                  # the default special-token ids (50256, 50257) index GPT-2's
+                                                  # vocabulary; a small vocabulary needs its own
+                                                  pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                  decoder_start_token_id=3, begin_suppress_tokens=None),
             lambda: (torch.randn(1, 80, 100, generator=torch.Generator().manual_seed(0)),), ("input_features",),
             submodule="get_encoder")),
     ]
