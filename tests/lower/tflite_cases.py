@@ -226,6 +226,20 @@ def _elementwise_cases() -> dict[str, Case]:
                              consts={"lo": np.array(-0.3, np.float32), "hi": np.array(0.8, np.float32)}),
         "clip_min_only": Case([node("Clip", ["x", "lo"])], x, consts={"lo": np.array(0.25, np.float32)}),
         "identity_dropout": Case([node("Identity", ["x"], ["i"]), node("Dropout", ["i"])], x, nchw_prelude=True),
+        # GPT-2's gelu_new and ALBERT: x**3 with a constant exponent (torch exports it float or int64).
+        "pow_square": Case([node("Pow", ["x", "two"])], x, consts={"two": np.array(2.0, np.float32)},
+                           nchw_prelude=True, ops={"MUL": 1, "POW": 0}),
+        "pow_cube_int_exponent": Case([node("Pow", ["x", "three"])], x, consts={"three": np.array(3, np.int64)},
+                                      ops={"MUL": 2, "POW": 0}),
+        "pow_fourth": Case([node("Pow", ["x", "four"])], x, consts={"four": np.full((1, 1, 6), 4.0, np.float32)},
+                           ops={"MUL": 2, "POW": 0}),
+        "pow_half": Case([node("Abs", ["x"], ["a"]), node("Pow", ["a", "half"])], x,
+                         consts={"half": np.array(0.5, np.float32)}, ops={"SQRT": 1, "POW": 0}),
+        "pow_general_const": Case([node("Abs", ["x"], ["a"]), node("Pow", ["a", "e"])], x,
+                                  consts={"e": np.array([1.7, -0.5, 2.0, 3.0, 0.25, 1.0], np.float32)},
+                                  nchw_prelude=True, ops={"POW": 1}, cpu_ops=("POW",)),
+        "pow_runtime_exponent": Case([node("Abs", ["x"], ["a"]), node("Pow", ["a", "z"])],
+                                     {"x": (2, 4, 5, 6), "z": (5, 6)}, ops={"POW": 1}, cpu_ops=("POW",)),
     }
     return cases
 

@@ -1,4 +1,4 @@
-"""Broadcasting binary ops: Add, Sub, Mul, Div, Max, Min, PRelu.
+"""Broadcasting binary ops: Add, Sub, Mul, Div, Max, Min, PRelu, Pow.
 
 The output takes the layout (among its activation operands' own) that moves the fewest
 elements; other activations are brought to it, and constants are rank-aligned (numpy
@@ -17,6 +17,7 @@ from ai_edge_litert import schema_py_generated as schema
 from edgec.ir import node_label, numpy_dtype
 from edgec.lower.tflite import layout, quantized
 from edgec.lower.tflite.activations import take_fused_activation
+from edgec.lower.tflite.common import const_input
 from edgec.lower.tflite.context import LoweringContext
 from edgec.lower.tflite.layout import Perm
 from edgec.lower.tflite.qdq import ActivationParams, QuantizedConstant
@@ -151,3 +152,56 @@ def lower_prelu(node: ir.Node, ctx: LoweringContext) -> None:
             alpha = ctx.const_tensor(data, slope.name)
     out = ctx.define(node.outputs[0], perm)
     ctx.emit("PRELU", [ctx.tensor(x, perm), alpha], [out])
+
+
+# Pow with a constant exponent these values take: x**2, x**3 (GPT-2's gelu_new, ALBERT) and x**4 are
+# MUL chains, x**0.5 is SQRT; XNNPACK runs both and they are exact to float rounding, where TFLite's
+# POW has no XNNPACK kernel and computes exp(y*log(x)) on LiteRT's own.
+_POW_BY_MUL = (2.0, 3.0, 4.0)
+
+
+def _pow_exponent(node: ir.Node) -> float | None:
+    """The exponent when it is one constant value (a scalar or a tensor of equal values), else None."""
+    y = const_input(node, 1)
+    if y is None or y.size == 0 or not np.all(y == y.flat[0]):
+        return None
+    return float(y.flat[0])
+
+
+def _check_pow(node: ir.Node) -> str | None:
+    """float32 base; a constant exponent 2, 3 or 4 becomes MULs and 0.5 SQRT (XNNPACK runs both), any other exponent (constant or run-time, float32) POW on LiteRT's kernels."""
+    if len(node.inputs) != 2:
+        return "expects exactly 2 inputs"
+    y = const_input(node, 1)
+    if y is not None and not np.issubdtype(y.dtype, np.floating) and not np.issubdtype(y.dtype, np.integer):
+        return f"exponent of type {y.dtype}; a numeric constant or a float32 tensor is lowered"
+    return None
+
+
+@visitor("Pow", check=_check_pow)
+def lower_pow(node: ir.Node, ctx: LoweringContext) -> None:
+    x, y = node.inputs
+    exponent = _pow_exponent(node)
+    same_shape = tuple(ctx.shape(x)) == tuple(ctx.shape(node.outputs[0]))
+    if ctx.const(x) is None and same_shape and exponent in (*_POW_BY_MUL, 0.5):
+        perm = ctx.perm(x)
+        src = ctx.tensor(x, perm)
+        out = ctx.define(node.outputs[0], perm)
+        if exponent == 0.5:
+            ctx.emit("SQRT", [src], [out])
+        else:
+            # x*x, (x*x)*x, (x*x)*(x*x): the products torch and onnxruntime round the same way.
+            square = out if exponent == 2.0 else ctx.temp_like(src, hint="square")
+            ctx.emit("MUL", [src, src], [square], schema.MulOptionsT())
+            if exponent != 2.0:
+                ctx.emit("MUL", [square, src if exponent == 3.0 else square], [out], schema.MulOptionsT())
+        return
+    perm = output_layout(ctx, node)
+    out_rank = len(perm)
+    base = operand(ctx, x, out_rank, perm)
+    y_const = ctx.const(y)
+    if y_const is not None:  # an integer exponent constant becomes float32, POW's one element type here
+        power = ctx.const_tensor(layout.const_in_layout(y_const.astype(np.float32), out_rank, perm), y.name)
+    else:
+        power = operand(ctx, y, out_rank, perm)
+    ctx.emit("POW", [base, power], [ctx.define(node.outputs[0], perm)])
