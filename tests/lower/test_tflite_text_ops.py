@@ -65,6 +65,38 @@ def test_gather_of_activations_with_run_time_indices_on_an_inner_axis(tmp_path):
     _compare(model, [x, np.array([5, 0, -2, 1], np.int32)], tmp_path)
 
 
+@pytest.mark.parametrize("xnnpack", [True, False])
+def test_gather_elements_of_token_type_ids_by_run_time_position_ids(tmp_path, xnnpack):
+    # RoBERTa: torch.gather(token_type_ids buffer, 1, position_ids), the positions computed from
+    # the input ids at run time; here they include a negative index (ONNX: from the end).
+    buffer = np.arange(2 * 10, dtype=np.int64).reshape(2, 10)
+    model = _model([helper.make_node("GatherElements", ["buffer", "pos"], ["y"], axis=1)],
+                   {"pos": (I64, [2, 6])}, {"y": (I64, [2, 6])}, {"buffer": buffer})
+    pos = np.array([[2, 3, 4, 5, 1, 1], [9, 0, -1, 7, 7, 3]], np.int64)
+    report = _compare(model, [pos], tmp_path, xnnpack)
+    assert report["ops"]["GATHER_ND"] == 1
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_gather_elements_of_float_activations_on_each_axis(tmp_path, axis):
+    x = np.random.default_rng(2).standard_normal((3, 4, 5)).astype(np.float32)
+    index_shape = [3, 4, 5]
+    index_shape[axis] = 2  # fewer indices than the axis holds along the gathered axis
+    idx = np.random.default_rng(3).integers(-x.shape[axis], x.shape[axis], index_shape).astype(np.int32)
+    model = _model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("GatherElements", ["r", "i"], ["y"],
+                                                                             axis=axis)],
+                   {"x": (F, [3, 4, 5]), "i": (I32, index_shape)}, {"y": (F, index_shape)})
+    _compare(model, [x, idx], tmp_path)
+
+
+def test_gather_elements_with_constant_indices(tmp_path):
+    x = np.random.default_rng(4).standard_normal((4, 6)).astype(np.float32)
+    idx = np.array([[5, 0, -1], [1, 1, 2], [0, 0, 0], [-6, 3, 4]], np.int64)
+    model = _model([helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
+                   {"x": (F, [4, 6])}, {"y": (F, [4, 3])}, {"i": idx})
+    _compare(model, [x], tmp_path)
+
+
 def test_transformers_padding_mask_arithmetic(tmp_path):
     # attention_mask (int64) -> bool, And with a constant pattern, Where(mask, 0, min),
     # scores + mask, softmax, then the NaN guard Where(IsNaN(p), 0, p).

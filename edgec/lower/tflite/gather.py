@@ -7,6 +7,10 @@ int32 first keeps both ops on their common int32 kernels. The ids are a few hund
 integers, so the two ops cost nothing next to one matmul. GATHER rather than
 EMBEDDING_LOOKUP: neither is delegated to XNNPACK, and GATHER takes any axis and index rank.
 
+GatherElements (torch.gather; RoBERTa picks token-type ids by its run-time position ids) is one
+GATHER_ND: each output element's coordinates are the constant grid of its own position, with
+the index tensor (wrapped like Gather's) in the gathered axis's slot.
+
 Constant indices: a scalar is a one-wide SLICE and a RESHAPE (bytes in place); 1-D indices
 keep the data's layout. (The rewrite_constant_gathers pass has already turned gathers that
 are really reshapes or slices into those.)
@@ -23,7 +27,7 @@ from edgec.lower.tflite import layout
 from edgec.lower.tflite.builder import tensor_type
 from edgec.lower.tflite.common import attr, const_input
 from edgec.lower.tflite.context import LoweringContext
-from edgec.lower.tflite.registry import ANY_DTYPE, visitor
+from edgec.lower.tflite.registry import ANY_DTYPE, NUMERIC, visitor
 
 
 def _check_gather(node: ir.Node) -> str | None:
@@ -81,3 +85,38 @@ def _gather_run_time(ctx: LoweringContext, node: ir.Node, axis: int) -> None:
     ctx.emit("FLOOR_MOD", [ids, ctx.int32(ctx.shape(data)[axis], "axis_length")], [wrapped])
     out = ctx.define(node.outputs[0])
     ctx.emit("GATHER", [ctx.tensor(data), wrapped], [out], schema.GatherOptionsT(axis=axis))
+
+
+def _check_gather_elements(node: ir.Node) -> str | None:
+    """int32/int64 indices, constant or computed at run time; run-time ones must lie in [-n, n) for an axis of length n."""
+    return _check_gather(node)
+
+
+@visitor("GatherElements", check=_check_gather_elements, dtypes=NUMERIC)
+def lower_gather_elements(node: ir.Node, ctx: LoweringContext) -> None:
+    data, indices = node.inputs[0], node.inputs[1]
+    rank = len(ctx.shape(data))
+    axis = attr(node, "axis", 0) % rank
+    axis_length = ctx.shape(data)[axis]
+    id_shape = tuple(static_shape(indices))
+    constant = const_input(node, 1)
+    if constant is not None:
+        ids = ctx.int32(np.where(constant < 0, constant + axis_length, constant).reshape(*id_shape, 1), "ids")
+    else:
+        ids = ctx.tensor(indices)
+        if numpy_dtype(indices) != np.int32:
+            narrowed = ctx.temp(id_shape, np.int32, hint="ids_int32")
+            ctx.emit("CAST", [ids], [narrowed], schema.CastOptionsT(inDataType=tensor_type(numpy_dtype(indices)),
+                                                                     outDataType=tensor_type(np.int32)))
+            ids = narrowed
+        wrapped = ctx.temp(id_shape, np.int32, hint="ids_wrapped")
+        ctx.emit("FLOOR_MOD", [ids, ctx.int32(axis_length, "axis_length")], [wrapped])
+        ids = ctx.temp((*id_shape, 1), np.int32, hint="ids_column")
+        ctx.emit("RESHAPE", [wrapped, ctx.int32((*id_shape, 1))], [ids])
+    # Coordinates [..., rank]: every other axis's coordinate is the element's own position there.
+    grid = np.indices(id_shape, dtype=np.int32)[..., None]
+    columns = [ids if k == axis else ctx.int32(grid[k], f"coord{k}") for k in range(rank)]
+    coords = ctx.temp((*id_shape, rank), np.int32, hint="coords")
+    ctx.emit("CONCATENATION", columns, [coords], schema.ConcatenationOptionsT(axis=rank))
+    out = ctx.define(node.outputs[0])
+    ctx.emit("GATHER_ND", [ctx.tensor(data), coords], [out])
