@@ -1,8 +1,8 @@
 """The layer-by-layer faithfulness check catches injected lowering faults, and passes a correct file.
 
-Faults are injected into the int8 flatbuffer after lowering (a wrong output scale, a wrong
-zero point, a transposed 3x3 filter, two channels' filter scales swapped, a doubled bias),
-then the file is checked as verification checks it: run in the child process by LiteRT's
+Faults are injected into the int8 flatbuffer after lowering (int8_lowering_faults: a wrong
+output scale, a wrong zero point, a transposed 3x3 filter, two channels' filter scales swapped,
+a doubled bias), then the file is checked as verification checks it: run in the child process by LiteRT's
 builtin kernels with every tensor kept, each layer against the QDQ graph fed the file's own
 inputs to that layer.
 """
@@ -17,6 +17,7 @@ from edgec.fsutil import atomic_write_bytes
 from edgec.lower.tflite import build_flatbuffer
 from edgec.quantization import quantize_model
 from edgec.runtimes.child import ChildRuntimes
+from int8_lowering_faults import FAULTS
 from tflite_cases import Case, node, rand
 
 
@@ -31,44 +32,6 @@ def _model():
         consts={"w0": rand(c, 3, 3, 3, seed=2, scale=0.5), "b0": rand(c, seed=3, scale=0.1),
                 "w1": rand(c, c, 3, 3, seed=4, scale=0.2), "b1": rand(c, seed=5, scale=0.1),
                 "wf": rand(5, c, seed=6, scale=0.5), "bf": rand(5, seed=7, scale=0.1)}).model()
-
-
-def _ops(graph, name):
-    return [op for op in graph.operators if graph.op_name(op) == name]
-
-
-def _second_conv(graph):
-    return _ops(graph, "CONV_2D")[1]
-
-
-def wrong_output_scale(graph):
-    graph.tensors[_second_conv(graph).outputs[0]].quantization.scale[0] *= 1.25
-
-
-def wrong_zero_point(graph):
-    graph.tensors[_second_conv(graph).outputs[0]].quantization.zeroPoint[0] += 5
-
-
-def transposed_filter(graph):
-    t = graph.tensors[_second_conv(graph).inputs[1]]
-    buf = graph.buffers[t.buffer]
-    w = np.asarray(buf.data).view(np.int8).reshape(t.shape)  # OHWI
-    buf.data = np.ascontiguousarray(w.transpose(0, 2, 1, 3)).reshape(-1).view(np.uint8)
-
-
-def swapped_channel_scales(graph):
-    q = graph.tensors[_second_conv(graph).inputs[1]].quantization
-    q.scale[0], q.scale[1] = q.scale[1], q.scale[0]
-
-
-def doubled_bias(graph):
-    t = graph.tensors[_ops(graph, "FULLY_CONNECTED")[0].inputs[2]]
-    buf = graph.buffers[t.buffer]
-    buf.data = (np.asarray(buf.data).view(np.int32) * 2).view(np.uint8)
-
-
-FAULTS = {f.__name__: f for f in (wrong_output_scale, wrong_zero_point, transposed_filter,
-                                   swapped_channel_scales, doubled_bias)}
 
 
 @pytest.fixture(scope="module")
