@@ -9,6 +9,8 @@ and removes dead nodes and initializers.
 
 from __future__ import annotations
 
+import logging
+
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 from onnxscript.optimizer import fold_constants_ir
@@ -55,13 +57,21 @@ class ConstantFolding(EdgecPass):
         nodes_before = len(graph)
         initializers_before = set(graph.initializers)
 
-        folded = fold_constants_ir(
-            model,
-            onnx_shape_inference=True,  # lets Shape/Size of static shapes fold too
-            input_size_limit=self.size_limit,
-            output_size_limit=self.size_limit,
-            should_fold=_should_fold,
-        ).modified
+        # A node the reference evaluator cannot evaluate is simply left unfolded; onnxscript logs
+        # that at WARNING ("Evaluation failed: ..."), which reached the user's terminal as noise.
+        folder_log = logging.getLogger("onnxscript.optimizer._constant_folding")
+        level = folder_log.level
+        folder_log.setLevel(logging.ERROR)
+        try:
+            folded = fold_constants_ir(
+                model,
+                onnx_shape_inference=True,  # lets Shape/Size of static shapes fold too
+                input_size_limit=self.size_limit,
+                output_size_limit=self.size_limit,
+                should_fold=_should_fold,
+            ).modified
+        finally:
+            folder_log.setLevel(level)
         constants = sum(1 for n in graph if n.op_type == "Constant" and n.domain in ("", "ai.onnx"))
         lifted = common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model).modified
         removed = common.RemoveUnusedNodesPass()(model).modified
