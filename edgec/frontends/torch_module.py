@@ -44,25 +44,74 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def copies_instead_of_stride_decisions(program: "torch.export.ExportedProgram"):
+    """Within the block, `program`'s `contiguous(x)` is `clone(x, contiguous_format)` and `reshape(x, s)`
+    is `view(clone(x, contiguous_format), s)`; the graph is restored on exit.
+
+    Both ops decide between a view and a copy from the strides they see. The ONNX exporter decomposes
+    the program by tracing it with fake tensors and then runs the result again, and some ops' fake
+    strides differ from their decomposition's: CPU scaled_dot_product_attention's meta output is laid
+    out [batch, seq, heads, dim] where its math decomposition is contiguous, so the attention output's
+    `transpose(1, 2).contiguous().reshape(...)` (T5, Swin) was traced as a bare view, which then fails
+    ("Cannot view a tensor with shape ... and strides ..."). A clone is contiguous whatever its input's
+    strides, so the view after it is always valid; in ONNX it is an Identity, removed by the optimizer.
+    """
+    graph = program.graph_module.graph
+    aten = torch.ops.aten
+    rewritten, added = [], []
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.contiguous.default, aten.reshape.default):
+            continue
+        if node.target is aten.contiguous.default and node.kwargs.get("memory_format", torch.contiguous_format) \
+                is not torch.contiguous_format:
+            continue  # channels_last and friends: a different layout, left to the exporter
+        rewritten.append((node, node.target, node.args, dict(node.kwargs)))
+        if node.target is aten.contiguous.default:
+            node.target, node.args, node.kwargs = aten.clone.default, node.args[:1], \
+                {"memory_format": torch.contiguous_format}
+        else:
+            with graph.inserting_before(node):
+                copy = graph.call_function(aten.clone.default, node.args[:1],
+                                           {"memory_format": torch.contiguous_format})
+            if "val" in node.args[0].meta:
+                copy.meta["val"] = node.args[0].meta["val"].clone(memory_format=torch.contiguous_format)
+            added.append(copy)
+            node.target, node.args = aten.view.default, (copy, *node.args[1:])
+    program.graph_module.recompile()
+    try:
+        yield
+    finally:
+        for node, target, args, kwargs in rewritten:
+            node.target, node.args, node.kwargs = target, args, kwargs
+        for copy in added:
+            graph.erase_node(copy)
+        program.graph_module.recompile()
+
+
 def export_module(module: torch.nn.Module, example_inputs: tuple, what: str = "model") -> ir.Model:
     if isinstance(module, torch.nn.Module):
         module = module.eval()
     try:
         with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(module, tuple(example_inputs), dynamo=True,
-                                        opset_version=OPSET, verbose=False)
+            try:  # torch.onnx's own first capture, so the program gets the same stride-safe conversion as a .pt2
+                program = torch.export.export(module, tuple(example_inputs), strict=False)
+            except Exception:  # noqa: BLE001 - torch.onnx also tries strict and draft export
+                return torch.onnx.export(module, tuple(example_inputs), dynamo=True, opset_version=OPSET,
+                                         verbose=False).model
+            with copies_instead_of_stride_decisions(program):
+                return torch.onnx.export(program, dynamo=True, opset_version=OPSET, verbose=False).model
     except Exception as exc:  # torch raises many kinds; the user needs the first line and what to do
         raise ModelLoadError(
             f"{what}: torch.export could not capture the model ({_first_line(exc)}). "
             "Make the forward pass traceable by torch.export (no data-dependent Python control flow), "
             "or export it to ONNX yourself and compile the .onnx"
         ) from None
-    return program.model
 
 
 def export_program(program: "torch.export.ExportedProgram", what: str = "model") -> ir.Model:
     try:
-        with _quiet_exporter():
+        with _quiet_exporter(), copies_instead_of_stride_decisions(program):
             onnx_program = torch.onnx.export(program, dynamo=True, opset_version=OPSET, verbose=False)
     except Exception as exc:
         raise ModelLoadError(f"{what}: the ExportedProgram could not be converted to ONNX ({_first_line(exc)})") from None
