@@ -1,5 +1,5 @@
 # edgec: one command sets up and runs the demo, one sets up and runs the tests.
-#   make demo    set-up + compile the bundled example and print its verification figures
+#   make demo    set-up + compile the bundled example, print its verification figures and what int8 buys
 #   make test    set-up + the test suite (what .ci/run calls)
 #   make bench   set-up + the slow benchmarks (excluded from `make test`)
 #   make fuzz    set-up + the bad-input survey (every family through the CLI) and wide property fuzzing
@@ -45,6 +45,9 @@ demo: setup
 	$(PY) examples/mnist/make_calibration.py out/demo/mnist_calib.npz
 	$(EDGEC) compile 'zoo:mobilenet_v2?weights=mnist' --target arm64-int8 --calib out/demo/mnist_calib.npz -o out/demo
 	$(EDGEC) inspect out/demo/mobilenet_v2.arm64-int8.tflite
+	@# What int8 buys: float vs int8 top-1 on the MNIST test split, size and interleaved latency ratios.
+	$(EDGEC) compile 'zoo:mobilenet_v2?weights=mnist' --target arm64-fp32 --format tflite -o out/demo
+	$(PY) examples/mnist/int8_summary.py out/demo/mobilenet_v2.arm64-int8.tflite --float out/demo/mobilenet_v2.arm64-fp32.tflite
 
 test: setup
 	$(PY) -m pytest -n $(JOBS) -q
