@@ -226,6 +226,9 @@ def _elementwise_cases() -> dict[str, Case]:
                              consts={"lo": np.array(-0.3, np.float32), "hi": np.array(0.8, np.float32)}),
         "clip_min_only": Case([node("Clip", ["x", "lo"])], x, consts={"lo": np.array(0.25, np.float32)}),
         "identity_dropout": Case([node("Identity", ["x"], ["i"]), node("Dropout", ["i"])], x, nchw_prelude=True),
+        # T5's RMSNorm: rsqrt exported as Sqrt then Reciprocal.
+        "reciprocal_of_sqrt": Case([node("Abs", ["x"], ["a"]), node("Sqrt", ["a"], ["s"]), node("Reciprocal", ["s"])],
+                                   x, nchw_prelude=True, ops={"DIV": 1}),
         # GPT-2's gelu_new and ALBERT: x**3 with a constant exponent (torch exports it float or int64).
         "pow_square": Case([node("Pow", ["x", "two"])], x, consts={"two": np.array(2.0, np.float32)},
                            nchw_prelude=True, ops={"MUL": 1, "POW": 0}),

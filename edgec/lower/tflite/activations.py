@@ -227,6 +227,16 @@ def lower_identity(node: ir.Node, ctx: LoweringContext) -> None:
 # that): the rational approximation of Eigen's and XLA's float erf, a few ulp accurate.
 # TFLite has no ERF builtin; these are MUL/ADD/DIV/MINIMUM/MAXIMUM, all delegated to XNNPACK.
 # (Erf inside the exact GELU pattern never gets here: that pattern becomes one GELU.)
+@visitor("Reciprocal")
+def lower_reciprocal(node: ir.Node, ctx: LoweringContext) -> None:
+    """DIV(1, x): TFLite has no RECIPROCAL; XNNPACK runs DIV, and it rounds as onnxruntime's 1/x does
+    (T5's RMSNorm exports rsqrt as Sqrt then Reciprocal)."""
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    out = ctx.define(node.outputs[0], perm)
+    ctx.emit("DIV", [ctx.float32(1.0, "one"), ctx.tensor(x, perm)], [out], schema.DivOptionsT())
+
+
 _ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
           -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
 _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
