@@ -51,6 +51,7 @@ def compare_outputs(
             "max_rel_error": float(diff.max() / scale) if scale > 0 else float(diff.max() if diff.size else 0.0),
             "sqnr_db": sqnr_db(a, r),
             "finite": bool(np.all(np.isfinite(a))),
+            "reference_max_abs": scale,
         }
         if _is_class_scores(tuple(a.shape[1:])):
             agree = np.argmax(a, axis=-1) == np.argmax(r, axis=-1)
@@ -180,6 +181,16 @@ def accuracy_failures(accuracy: dict) -> list[str]:
     return problems
 
 
+def _denormal_note(reference_max_abs: float | None) -> str:
+    """Why a relative error means nothing when the whole reference output is float32 denormals:
+    XNNPACK and TVM's kernels flush denormals to zero, onnxruntime and torch keep them."""
+    if reference_max_abs is None or not 0.0 < reference_max_abs < float(np.finfo(np.float32).tiny):
+        return ""
+    return (f" (every reference value is a float32 denormal, |x| <= {reference_max_abs:.3g}: kernels that flush "
+            "denormals to zero give 0 there; the model's signal vanishes on these inputs, so check its weights "
+            "and normalisation statistics, or verify with inputs that give normal-range outputs)")
+
+
 def tolerance_failures(figures: dict, tol: Tolerance) -> list[str]:
     """Why the figures break the target's float tolerance; empty when they pass."""
     problems = []
@@ -192,6 +203,7 @@ def tolerance_failures(figures: dict, tol: Tolerance) -> list[str]:
         if tol.max_rel_error is not None and o["max_rel_error"] > tol.max_rel_error:
             problems.append(
                 f"output '{o['name']}': max relative error {o['max_rel_error']:.3g} > {tol.max_rel_error:g}"
+                + _denormal_note(o.get("reference_max_abs"))
             )
         if tol.min_sqnr_db is not None and o["sqnr_db"] < tol.min_sqnr_db:
             problems.append(f"output '{o['name']}': SQNR {o['sqnr_db']:.1f} dB < {tol.min_sqnr_db:g} dB")

@@ -64,3 +64,13 @@ def test_accuracy_budget_holds_top1_and_rms_error_only_when_enforced():
     summary = accuracy_summary(compare_outputs(noisy, feats, ["features"]), budget=4.0, enforced=True)
     assert summary["outputs"][0]["relative_rms_error_pct"] == pytest.approx(5.0, rel=1e-6)
     assert "relative RMS error vs float 5.00%" in accuracy_failures(summary)[0]
+
+
+def test_a_denormal_reference_is_named_in_the_failure():
+    # A flush-to-zero kernel (XNNPACK, TVM) returns 0 where the reference holds 1e-40: relative error 1.
+    ref = np.array([[6e-40, -3e-40, 1e-41]], np.float32)
+    figs = compare_outputs([[np.zeros_like(ref)]], [[ref]], ["y"])
+    (problem,) = tolerance_failures(figs, Tolerance(max_rel_error=1e-4))
+    assert "max relative error 1 > 0.0001" in problem and "float32 denormal" in problem
+    normal = compare_outputs([[np.zeros(3, np.float32)]], [[np.ones(3, np.float32)]], ["y"])
+    assert "denormal" not in tolerance_failures(normal, Tolerance(max_rel_error=1e-4))[0]
