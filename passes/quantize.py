@@ -141,8 +141,21 @@ def integer_nodes(graph: ir.Graph, exclude: frozenset[str]) -> tuple[set[ir.Node
         if not all(o.dtype == ir.DataType.FLOAT for o in node.outputs):
             floats[node] = "non-float output"
             continue
+        if _only_a_divisor(node):
+            floats[node] = "its output is only a Div's divisor (int8 rounds a small divisor to exactly 0)"
+            continue
         chosen.add(node)
     return chosen, floats
+
+
+def _only_a_divisor(node: ir.Node) -> bool:
+    """Whether every reader of `node`'s output is a Div dividing by it. Div has no int8 kernel and
+    runs in float after a dequantize, so an int8 divisor would be rounded first: the `x + eps`
+    that keeps a divisor away from zero (EfficientViT's linear attention) quantized to the
+    tensor's int8 grid puts every divisor below half a step at exactly 0, and the Div then
+    yields inf/NaN, which each runtime quantizes differently. Kept float, `eps` still guards it."""
+    readers = [(user, index) for out in node.outputs for user, index in out.uses()]
+    return bool(readers) and all(user.op_type == "Div" and index == 1 for user, index in readers)
 
 
 class _UnionFind:

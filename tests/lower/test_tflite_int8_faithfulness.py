@@ -71,3 +71,28 @@ def test_injected_fault_is_caught_at_its_layer(quantized, tmp_path, fault):
     assert failures, layers
     expected = "y" if fault == "doubled_bias" else "a"
     assert f"layer '{expected}'" in failures[0], failures
+
+
+def _guarded_division():
+    """EfficientViT's linear attention: values divided by a non-negative sum + eps."""
+    c = 8
+    return Case(
+        [node("MatMul", ["x", "w0"], ["h"]), node("Relu", ["h"], ["num"]), node("Relu", ["d"], ["sum"]),
+         node("Add", ["sum", "eps"], ["den"]), node("Div", ["num", "den"], ["q"]),
+         node("MatMul", ["q", "w1"], ["y"])],
+        {"x": (1, 6, c), "d": (1, 6, 1)},
+        consts={"w0": rand(c, c, seed=2, scale=0.5), "w1": rand(c, 4, seed=3, scale=0.5),
+                "eps": np.array(0.01, np.float32)}).model()
+
+
+def test_a_guarded_divisor_stays_float_and_the_file_is_faithful(tmp_path):
+    # Half the sums are 0 (ReLU): in int8, 0 + eps would round to exactly 0 and the Div would
+    # divide by zero (inf/NaN, which onnxruntime and LiteRT quantize differently).
+    rng = np.random.default_rng(0)
+    samples = [[rng.standard_normal((1, 6, 8)).astype(np.float32), rng.standard_normal((1, 6, 1)).astype(np.float32)]
+               for _ in range(12)]
+    qdq, info = quantize_model(_guarded_division(), samples[:8])
+    floats = {f["node"]: f["why"] for f in info["float_nodes"]}
+    assert any("divisor" in why for why in floats.values()), floats
+    layers, failures = _check(qdq, samples[8:], tmp_path)
+    assert failures == [] and "q" in layers  # the division's output compared, within 1 LSB
