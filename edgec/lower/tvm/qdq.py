@@ -25,6 +25,11 @@ Everything else between a dequantize and a quantize (add, mul, sigmoid, softmax,
 average pooling, ...) stays float: TVM's FuseOps makes each such island one elementwise kernel
 from int8 to int8. `integer_summary` counts what is integer and what is float.
 
+On a target with an integer dot-product instruction (int8_dot.has_int8_dot: AVX-512 VNNI), a
+dense conv (groups=1) takes int8_dot's form instead: uint8 activations (x_q + 128, packed) x
+int8 weights (packed at compile time) -> int32, the +128 folded into the same per-channel bias
+constant, so the integers are the same; the requantize reads the packed accumulator.
+
 Rounding is half to even throughout, as in ONNX QuantizeLinear and so in onnxruntime's QDQ
 reference: the requantize kernel uses nearbyint, and TVM 0.27 lowers relax.quantize's tir
 `round` to nearbyint as well (llvm.nearbyint on CPUs, nearbyintf on CUDA).
@@ -39,6 +44,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgec.lower.tvm import int8_dot
 from edgec.lower.tvm.qdq_kernels import fold_bias, quantized_bound, requantize
 
 _INTEGER_DTYPES = ("int8",)  # activations and weights (int4 weights are stored as int8 values)
@@ -59,7 +65,8 @@ def legalize_qdq() -> tvm.transform.Pass:
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.LegalizeQDQ")
     def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        mod = _QDQRewriter(mod).transform()
+        dot = int8_dot.has_int8_dot(tvm.target.Target.current(allow_none=True))
+        mod = _QDQRewriter(mod, dot_product=dot).transform()
         # The float convs and weight dequantizes the rewrite bypassed are now unused.
         return relax.transform.DeadCodeElimination()(mod)
 
@@ -79,7 +86,9 @@ def integer_summary(mod: tvm.IRModule) -> dict:
     def visit(expr):
         if not isinstance(expr, relax.Call):
             return
-        if isinstance(expr.op, tvm.ir.Op):
+        if _is_op(expr, "relax.call_tir") and _is_dot_conv(mod, expr.args[0]):
+            summary["integer_convs"] += 1
+        elif isinstance(expr.op, tvm.ir.Op):
             name = expr.op.name
             if name in ("relax.dequantize", "relax.quantize"):
                 summary[name.split(".")[-1]] += 1
@@ -128,9 +137,10 @@ class _Output:
 
 @mutator
 class _QDQRewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule):
+    def __init__(self, mod: tvm.IRModule, dot_product: bool = False):
         super().__init__(mod)
         self.mod = mod
+        self.dot_product = dot_product  # dense convs in int8_dot's u8 x i8 form
 
     def transform(self) -> tvm.IRModule:
         for gvar, func in self.mod.functions_items():
@@ -224,7 +234,10 @@ class _QDQRewriter(PyExprMutator):
         if folded is None:
             return None
 
-        data, padding = x.data, [int(p) for p in attrs.padding]  # top, left, bottom, right
+        padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
+        if self.dot_product and int(attrs.groups) == 1:
+            return self._conv2d_dot(conv, x, w, w_scale, bias, padding, lo, hi, out)
+        data = x.data
         if x.zero_point != 0 and any(padding):
             # Zero in real terms is z_x in int8: pad with it, then convolve unpadded.
             top, left, bottom, right = padding
@@ -236,6 +249,25 @@ class _QDQRewriter(PyExprMutator):
             dilation=attrs.dilation, groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW",
             out_layout="NCHW", out_dtype="int32"))
         return self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=1)
+
+    def _conv2d_dot(self, conv: relax.Call, x: _Activation, w: _Weight, w_scale: np.ndarray,
+                    bias: _Bias | None, padding: list[int], lo: float, hi: float,
+                    out: _Output) -> relax.Expr | None:
+        """int8_dot's form: (x_q + 128) as uint8 x int8 W; -(z_x + 128) sum W[o] in the bias."""
+        unsigned = _Activation(x.data, x.scale, x.zero_point + int8_dot.UNSIGNED_OFFSET)
+        folded = _fold(unsigned, w.values.reshape(w.values.shape[0], -1).sum(axis=1), w_scale, bias)
+        if folded is None:
+            return None
+        source = x.data if isinstance(x.data, relax.Var) else self.builder_.emit(x.data)
+        data = self.builder_.emit(self.builder_.call_te(int8_dot.pack_activation, source, padding=padding,
+                                                        zero_point=x.zero_point, primfunc_name_hint="pack_u8"))
+        multiplier, qmin, qmax = self._requantize_params(x.scale * w_scale, lo, hi, out)
+        return self.builder_.call_te(
+            int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w.values), "int8"),
+            relax.const(folded, "int32"), relax.const(multiplier, "float32"),
+            channels=int(w.values.shape[0]), strides=[int(s) for s in conv.attrs.strides],
+            dilation=[int(d) for d in conv.attrs.dilation], zero_point=out.zero_point, qmin=qmin,
+            qmax=qmax, out_dtype=out.dtype, primfunc_name_hint=int8_dot.CONV_NAME)
 
     def _matmul(self, matmul: relax.Call, bias: _Bias | None, lo: float, hi: float,
                 out: _Output) -> relax.Expr | None:
@@ -293,11 +325,17 @@ class _QDQRewriter(PyExprMutator):
         zero_point_share = np.array([-count * x.zero_point], np.int32)
         return self._requantize(total, zero_point_share, np.array([x.scale / count]), lo, hi, out, axis=0)
 
-    def _requantize(self, acc: relax.Expr, folded_bias: np.ndarray, acc_scale: np.ndarray,
-                    lo: float, hi: float, out: _Output, axis: int) -> relax.Expr:
+    @staticmethod
+    def _requantize_params(acc_scale: np.ndarray, lo: float, hi: float, out: _Output):
+        """float32 multiplier s_acc / s_y and the clamp bounds of a fused activation."""
         multiplier = (np.asarray(acc_scale, np.float64) / np.float64(out.scale)).astype(np.float32)
         qmin = max(out.qmin, quantized_bound(lo, out.scale, out.zero_point, out.qmin, out.qmax))
         qmax = min(out.qmax, quantized_bound(hi, out.scale, out.zero_point, out.qmin, out.qmax))
+        return multiplier, qmin, qmax
+
+    def _requantize(self, acc: relax.Expr, folded_bias: np.ndarray, acc_scale: np.ndarray,
+                    lo: float, hi: float, out: _Output, axis: int) -> relax.Expr:
+        multiplier, qmin, qmax = self._requantize_params(acc_scale, lo, hi, out)
         return self.builder_.call_te(
             requantize, acc, relax.const(folded_bias, "int32"), relax.const(multiplier, "float32"),
             axis=axis, zero_point=out.zero_point, qmin=qmin, qmax=qmax, out_dtype=out.dtype,
@@ -460,6 +498,11 @@ def _prim_float(expr) -> float | None:
 
 def _is_int8_product(call: relax.Call) -> bool:
     return all(_dtype(a) in _INTEGER_DTYPES for a in call.args[:2]) and _dtype(call) == "int32"
+
+
+def _is_dot_conv(mod: tvm.IRModule, callee) -> bool:
+    """A call_tir of int8_dot's conv (qdq.py names its PrimFuncs int8_dot.CONV_NAME[_n])."""
+    return isinstance(callee, tvm.ir.GlobalVar) and callee.name_hint.startswith(int8_dot.CONV_NAME)
 
 
 def _int32(value: int) -> relax.Expr:

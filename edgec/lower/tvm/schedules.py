@@ -20,6 +20,9 @@ register-blocked shape of a hand-written CPU kernel:
 - Depthwise/grouped convs keep TVM's loop nest: with stride 2 the NCHW input reads are
   gathers, and this tiling measured 1-3x slower than LLVM's own code for them.
 
+int8 convs in int8_dot's packed u8 x i8 form (qdq.py emits it on targets with AVX-512 VNNI)
+get int8_dot's own schedule, whose inner 16x4 products become `vpdpbusd`.
+
 Kernels without a reduction (reshapes, elementwise) are flattened and vectorized. Outer
 loops are marked parallel (TVM's thread pool; a 1-thread run is unaffected). A PrimFunc
 the rule cannot transform (e.g. softmax's two reductions) is left as it was. A tuning
@@ -39,6 +42,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.schedule.schedule import ScheduleError
 
+from edgec.lower.tvm import int8_dot
 from edgec.lower.tvm.fusion import FLOPS_ATTR, KIND_ATTR
 
 # Output channels per register block (vector accumulators per input load).
@@ -73,6 +77,10 @@ class CPUKernels(dl.cpu.base.CPUScheduleRule):
             return None  # a fused block, tiled by fusion.py's own schedule
         sch = s_tir.Schedule(func)
         try:
+            dot = int8_dot.find_dot_block(sch) if int8_dot.has_int8_dot(target) else None
+            if dot is not None:
+                int8_dot.schedule_int8_dot(sch, dot)
+                return sch
             if _schedule(sch, target):
                 return sch
         except (ScheduleError, tvm.error.InternalError) as exc:  # TVM reports some as internal errors
@@ -94,7 +102,8 @@ def default_cpu_schedule(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         sch = rule.apply(func, target, False)
         if sch is not None:
             flops = s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func}))
-            mod[gv] = sch.mod["main"].with_attrs({"tirx.is_scheduled": True,
+            # The dot-product blocks int8_dot's schedule marked become the instruction.
+            mod[gv] = int8_dot.emit_dot_products(sch.mod["main"]).with_attrs({"tirx.is_scheduled": True,
                                                    FLOPS_ATTR: tvm.tirx.IntImm("int64", int(flops))})
     return mod
 

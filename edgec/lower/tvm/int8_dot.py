@@ -1,0 +1,196 @@
+"""int8 convolutions on the CPU's integer dot-product instruction (x86 AVX-512 VNNI `vpdpbusd`).
+
+`vpdpbusd` multiplies 4 UNSIGNED bytes by 4 signed bytes and adds the 4 products to an int32
+lane, 16 lanes at a time: C[16] += A[4] (u8) . B[16, 4] (i8). Its operands must be laid out
+for it, so on a target with the instruction qdq.py lowers a dense int8 conv as
+
+    x_q (int8, NCHW) --pack--> x_u8 [N, C/4, H+pads, W+pads, 4] (uint8: x_q + 128; spatial
+        padding is z_x + 128, the padded channels are 0)
+    W_q (int8, OIHW) --packed at compile time--> [O/16, C/4, KH, KW, 16, 4]
+    acc[N, O/16, H', W', 16] = sum x_u8 . W (int32)  --unpack + requantize--> y_q (int8, NCHW)
+
+The +128 makes the activations unsigned without changing the product's information:
+sum (x + 128) w = sum x w + 128 sum w, so the correction -(z_x + 128) sum_k W[o] is one int32
+constant per output channel, folded into the bias exactly as qdq.py folds -z_x sum_k W[o].
+The accumulator is the same integer as the int8 x int8 conv's, so the requantized output is
+bit-identical to the portable lowering's. Padded output channels (O up to a multiple of 16)
+have zero weights and are dropped by the unpack.
+
+The conv block carries the DOT_BLOCK annotation; schedule_int8_dot (the default CPU schedule
+for it, from schedules.py) register-blocks it and marks the 16x4 inner product, and
+emit_dot_products replaces each marked inner product by the instruction. TVM 0.27's own
+route (sch.tensorize with its `dot_16x4_vnni` intrinsic) does not work with this wheel:
+tensorize deep-copies the intrinsic through tvm-ffi's JSON graph, which segfaults
+(tvm.ir.save_json of any TIR node does), and the intrinsic's impl passes <16 x i32> operands
+where the wheel's LLVM declares vpdpbusd.512 on <64 x i8>.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import s_tir, te, tirx
+
+from edgec.lower.tvm.qdq_kernels import requantize
+
+LANES = 16  # int32 accumulators per instruction (512 bits)
+DEPTH = 4  # bytes per lane per instruction
+DOT_BLOCK = "edgec.int8_dot"  # annotation of the conv block whose inner 16x4 product is the instruction
+_DOT_PRODUCT = "edgec.int8_dot_product"  # the blockized 16x4 product, replaced by emit_dot_products
+_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+CONV_NAME = "int8_dot_conv2d"  # PrimFunc name hint of the conv + requantize (qdq.integer_summary counts them)
+UNSIGNED_OFFSET = 128  # int8 + 128 = uint8
+# Register tile: WIDTH output positions x CHANNEL_BLOCKS x 16 channels of int32 accumulators,
+# at most ACCUMULATORS zmm registers (of 32; the rest hold weights and broadcasts).
+ACCUMULATORS = 28
+
+
+def has_int8_dot(target: tvm.target.Target | None) -> bool:
+    """True for llvm x86 targets whose mcpu/mattr include AVX-512 VNNI (and BW for 512-bit bytes)."""
+    if target is None or target.kind.name != "llvm":
+        return False
+    if not str(target.attrs.get("mtriple", "")).startswith("x86_64"):
+        return False
+    from tvm.target import codegen
+
+    return bool(codegen.target_has_features(["avx512vnni", "avx512bw"], target))
+
+
+def pack_weight(w: np.ndarray) -> np.ndarray:
+    """OIHW int8 -> [O/16, C/4, KH, KW, 16, 4], zero-padded to whole blocks."""
+    o, c, kh, kw = w.shape
+    ob, cb = -(-o // LANES), -(-c // DEPTH)
+    padded = np.zeros((ob * LANES, cb * DEPTH, kh, kw), np.int8)
+    padded[:o, :c] = w
+    return np.ascontiguousarray(padded.reshape(ob, LANES, cb, DEPTH, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+
+
+def pack_activation(x: te.Tensor, *, padding, zero_point: int) -> te.Tensor:
+    """int8 NCHW -> uint8 [N, C/4, H + top + bottom, W + left + right, 4] (x + 128; pads z_x + 128)."""
+    n, c, h, w = (int(d) for d in x.shape)
+    top, left, bottom, right = padding
+    pad_value = tirx.const(zero_point + UNSIGNED_OFFSET, "int32")
+
+    def compute(b, cb, y, xx, ci):
+        channel = cb * DEPTH + ci
+        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w)
+        value = x[b, tirx.min(channel, c - 1), y - top, xx - left].astype("int32") + UNSIGNED_OFFSET
+        value = tirx.if_then_else(inside, value, pad_value)
+        return tirx.if_then_else(channel < c, value, tirx.const(0, "int32")).astype("uint8")
+
+    shape = (n, -(-c // DEPTH), h + top + bottom, w + left + right, DEPTH)
+    return te.compute(shape, compute, name="pack_u8")
+
+
+def conv2d_requantize(data: te.Tensor, weight: te.Tensor, bias: te.Tensor, multiplier: te.Tensor, *,
+                      channels: int, strides, dilation, zero_point: int, qmin: int, qmax: int,
+                      out_dtype: str) -> te.Tensor:
+    """The packed u8 x i8 -> i32 conv (DOT_BLOCK), unpacked to NCHW and requantized."""
+    n, _, hp, wp, _ = (int(d) for d in data.shape)
+    ob, cb, kh, kw, _, _ = (int(d) for d in weight.shape)
+    sh, sw = (int(s) for s in strides)
+    dh, dw = (int(d) for d in dilation)
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    rc, ry, rx, ri = (te.reduce_axis((0, e), name) for e, name in
+                      ((cb, "rc"), (kh, "ry"), (kw, "rx"), (DEPTH, "ri")))
+    acc = te.compute(
+        (n, ob, ho, wo, LANES),
+        lambda b, oo, y, x, oi: te.sum(
+            data[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype("int32")
+            * weight[oo, rc, ry, rx, oi, ri].astype("int32"), axis=[rc, ry, rx, ri]),
+        name="conv_u8i8", attrs={DOT_BLOCK: 1})
+    unpacked = te.compute((n, channels, ho, wo), lambda b, o, y, x: acc[b, o // LANES, y, x, o % LANES],
+                          name="unpack")
+    return requantize(unpacked, bias, multiplier, axis=1, zero_point=zero_point, qmin=qmin, qmax=qmax,
+                      out_dtype=out_dtype)
+
+
+def find_dot_block(sch: s_tir.Schedule):
+    """The DOT_BLOCK of a (possibly fused) PrimFunc, or None."""
+    found = []
+
+    def visit(block):
+        if DOT_BLOCK in block.annotations:
+            found.append(block.name_hint)
+        return block
+
+    tvm_ffi.structural_map(sch.mod["main"], [(s_tir.SBlock, visit)])
+    return sch.get_sblock(found[0]) if len(found) == 1 else None
+
+
+def schedule_int8_dot(sch: s_tir.Schedule, block) -> None:
+    """Register-blocked loop nest around the 16x4 dot product; the epilogue runs per tile.
+
+        n, oo_outer, y, x_outer | rc, ry, rx | oo_inner, x_inner (unrolled) | oi (16), ri (4)
+
+    The oo_inner x x_inner tile of 16-lane accumulators stays in registers (a local buffer
+    LLVM promotes), each broadcast activation word feeds oo_inner instructions and each
+    weight vector x_inner ones.
+    """
+    consumers = sch.get_consumers(block)
+    n, oo, y, x, oi, rc, ry, rx, ri = sch.get_loops(block)
+    ob, width = _extent(sch, oo), _extent(sch, x)
+    x_inner = max(d for d in range(1, min(width, 16) + 1) if width % d == 0)
+    oo_inner = max(d for d in (1, 2, 4) if ob % d == 0 and d * x_inner <= ACCUMULATORS)
+    x_outer, x_in = sch.split(x, [None, x_inner])
+    oo_outer, oo_in = sch.split(oo, [None, oo_inner])
+    sch.reorder(n, oo_outer, y, x_outer, rc, ry, rx, oo_in, x_in, oi, ri)
+    local = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(local, x_outer, preserve_unit_loops=True)
+    # Everything after the conv (unpack, requantize, a fused float island) as one epilogue per tile.
+    _inline_into_last(sch, consumers)
+    tail = _last_consumer(sch, local)
+    if tail is not None:
+        sch.reverse_compute_at(tail, x_outer, preserve_unit_loops=True)
+    sch.unroll(oo_in)
+    sch.unroll(x_in)
+    sch.parallel(oo_outer)
+    init = sch.decompose_reduction(block, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(local)[-1])
+    sch.annotate(sch.blockize(oi), _DOT_PRODUCT, 1)
+
+
+def emit_dot_products(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """Each marked 16x4 product block becomes one vpdpbusd (C += A . B on its regions)."""
+
+    def replace(block):
+        if _DOT_PRODUCT not in block.annotations:
+            return block
+        reads = {str(r.source.dtype): r for r in block.reads}
+        a, b, c = reads["uint8"], reads["int8"], block.writes[0]
+        c_begin = [r.min for r in c.region]
+        word = tirx.reinterpret("int32", a.source.vload([r.min for r in a.region], f"uint8x{DEPTH}"))
+        value = tirx.call_llvm_pure_intrin(
+            f"int32x{LANES}", _VPDPBUSD, c.source.vload(c_begin, f"int32x{LANES}"),
+            tirx.reinterpret(f"int8x{LANES * DEPTH}", tirx.Broadcast(word, LANES)),
+            b.source.vload([r.min for r in b.region], f"int8x{LANES * DEPTH}"))
+        annotations = {k: v for k, v in block.annotations.items() if k != _DOT_PRODUCT}
+        return s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint,
+                            c.source.vstore(c_begin, value), block.init, block.alloc_buffers,
+                            block.match_buffers, annotations)
+
+    return tvm_ffi.structural_map(func, [(s_tir.SBlock, replace)])
+
+
+def _inline_into_last(sch: s_tir.Schedule, blocks) -> None:
+    pending = list(blocks)
+    while pending:
+        block = pending.pop(0)
+        later = sch.get_consumers(block)
+        if later:
+            pending.extend(later)
+            sch.compute_inline(block)
+
+
+def _last_consumer(sch: s_tir.Schedule, block):
+    last, consumers = None, sch.get_consumers(block)
+    while consumers:
+        last = consumers[0]
+        consumers = sch.get_consumers(last)
+    return last
+
+
+def _extent(sch: s_tir.Schedule, loop) -> int:
+    return int(sch.get(loop).extent)

@@ -1,0 +1,129 @@
+"""int8 convs on AVX-512 VNNI (edgec/lower/tvm/int8_dot.py), target x86_64-int8-vnni.
+
+Structure: on a VNNI target a dense int8 conv becomes the packed u8 x i8 -> i32 kernel and the
+built library contains `vpdpbusd`; depthwise convs and targets without VNNI keep the portable
+int8 x int8 conv. Numerics: the library agrees with onnxruntime's QDQ reference as the
+portable lowering does, and its outputs are bit-identical to the portable lowering's (the +128
+shift and its folded correction change no integer). Running needs a host CPU with AVX-512
+VNNI; elsewhere only the build is checked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tvm
+from onnx import helper
+
+from edgec.ir import to_proto
+from edgec.lower.tvm import int8_dot, lower_tvm
+from edgec.lower.tvm.importer import import_onnx
+from edgec.lower.tvm.pipeline import tvm_target_of
+from edgec.lower.tvm.qdq import integer_summary, legalize_qdq
+from edgec.runtimes.tvmrt import TVMRuntime
+from edgec.targets import get_target
+
+from test_tvm_int8 import (CASES, MIN_EXACT, X, asymmetric_samples, calls, compare_with_reference,
+                            dtype, float_model, quantize, weights)
+
+VNNI = get_target("x86_64-int8-vnni")
+PORTABLE = get_target("x86_64-int8")
+N = helper.make_node
+
+
+def _host_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+HOST_HAS_VNNI = {"avx512_vnni", "avx512bw", "avx512f"} <= _host_flags()
+needs_vnni_host = pytest.mark.skipif(not HOST_HAS_VNNI, reason="host CPU lacks AVX-512 VNNI: the library cannot run here")
+
+# Channel counts that are not whole 4-byte / 16-lane blocks, as in MobileNet v2's stem (3 -> 32)
+# and its 24-channel layers; stride, dilation and asymmetric padding.
+DOT_CASES = {
+    "conv_bias_relu6_padded": CASES["conv_bias_relu6_padded"][:3],
+    "conv_strided_no_bias_relu": CASES["conv_strided_no_bias_relu"][:3],
+    "conv_then_global_average_pool": CASES["conv_then_global_average_pool"][:3],
+    "conv_3_to_24_channels_strided_dilated": (
+        [N("Conv", ["x", "w", "b"], ["y"], strides=[2, 2], dilations=[2, 1], pads=[2, 1, 1, 0])],
+        {"x": (1, 3, 13, 12)}, {"w": weights(24, 3, 3, 3), "b": weights(24, 1, seed=6).ravel()}),
+}
+
+
+def legalized(qdq, target) -> tvm.IRModule:
+    with tvm_target_of(target):
+        return legalize_qdq()(import_onnx(to_proto(qdq), target.name))
+
+
+def test_only_targets_with_vnni_use_the_dot_product():
+    assert int8_dot.has_int8_dot(tvm_target_of(VNNI))
+    assert not int8_dot.has_int8_dot(tvm_target_of(PORTABLE))  # x86-64-v3: AVX2 only
+    assert not int8_dot.has_int8_dot(tvm_target_of(get_target("arm64-int8")))
+    assert not int8_dot.has_int8_dot(None)
+
+
+def test_dense_conv_takes_the_unsigned_packed_form_and_depthwise_does_not():
+    nodes, inputs, consts = DOT_CASES["conv_bias_relu6_padded"]
+    qdq, _ = quantize(float_model(nodes, inputs, consts))
+    mod = legalized(qdq, VNNI)
+    assert not calls(mod, "relax.nn.conv2d") and integer_summary(mod)["integer_convs"] == 1
+    (conv,) = [c for c in calls(mod, "relax.call_tir") if c.args[0].name_hint.startswith(int8_dot.CONV_NAME)]
+    data, weight = (dtype(a) for a in list(conv.args[1].fields)[:2])
+    assert (data, weight, dtype(conv)) == ("uint8", "int8", "int8")
+    # The portable target keeps int8 x int8 conv2d.
+    assert len(calls(legalized(qdq, PORTABLE), "relax.nn.conv2d")) == 1
+
+    nodes, inputs, consts, _, _ = CASES["conv_depthwise"]
+    qdq, _ = quantize(float_model(nodes, inputs, consts))
+    assert len(calls(legalized(qdq, VNNI), "relax.nn.conv2d")) == 1
+
+
+def test_packed_weight_layout():
+    w = np.arange(24 * 3 * 2 * 1, dtype=np.int64).reshape(24, 3, 2, 1).astype(np.int8)
+    packed = int8_dot.pack_weight(w)
+    assert packed.shape == (2, 1, 2, 1, 16, 4)
+    o, c, y = 17, 2, 1  # [O/16, C/4, KH, KW, 16, 4]
+    assert packed[o // 16, c // 4, y, 0, o % 16, c % 4] == w[o, c, y, 0]
+    assert not packed[1, :, :, :, 8:].any() and not packed[..., 3].any()  # padded channels are 0
+
+
+@pytest.mark.parametrize("case", sorted(DOT_CASES))
+def test_vnni_library_uses_vpdpbusd_and_matches_the_reference(case, tmp_path):
+    nodes, inputs, consts = DOT_CASES[case]
+    qdq, info = quantize(float_model(nodes, inputs, consts))
+    if not HOST_HAS_VNNI:
+        report = lower_tvm(qdq, VNNI, tmp_path / "m.so")
+    else:
+        report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
+        assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
+        # The same integers as the portable int8 x int8 lowering, bit for bit.
+        lower_tvm(qdq, PORTABLE, tmp_path / "p.so")
+        vnni, portable = TVMRuntime(tmp_path / "m.so"), TVMRuntime(tmp_path / "p.so")
+        for sample in asymmetric_samples(qdq, 2, seed=3):
+            np.testing.assert_array_equal(vnni.run(sample)[0], portable.run(sample)[0])
+    assert report["int8"]["integer_convs"] == 1
+    if shutil.which("objdump"):
+        disassembly = subprocess.run(["objdump", "-d", str(tmp_path / "m.so")], capture_output=True,
+                                     text=True, check=True).stdout
+        assert "vpdpbusd" in disassembly
+
+
+@needs_vnni_host
+def test_residual_block_with_float_island_matches_the_reference(tmp_path):
+    # conv -> conv + skip: the Add is a float island fused behind the second dot-product conv.
+    nodes = [N("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), N("Relu", ["a"], ["r"]),
+             N("Conv", ["r", "w2"], ["b"]), N("Add", ["b", "x"], ["y"])]
+    model = float_model(nodes, X, {"w1": weights(16, 8, 3, 3), "w2": weights(8, 16, 1, 1, seed=1)})
+    qdq, info = quantize(model)
+    report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
+    assert report["int8"]["integer_convs"] == 2
+    assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
