@@ -5,7 +5,7 @@ lane, 16 lanes at a time: C[16] += A[4] (u8) . B[16, 4] (i8). Its operands must 
 for it, so on a target with the instruction qdq.py lowers a dense int8 conv as
 
     x_q (int8, NCHW) --pack--> x_u8 [N, C/4, H+pads, W+pads, 4] (uint8: x_q + 128; spatial
-        padding is z_x + 128, the padded channels are 0)
+        padding is z_x + 128; channels padded to a multiple of 4 meet zero weights)
     W_q (int8, OIHW) --packed at compile time--> [O/16, C/4, KH, KW, 16, 4]
     acc[N, O/16, H', W', 16] = sum x_u8 . W (int32)  --unpack + requantize--> y_q (int8, NCHW)
 
@@ -27,6 +27,8 @@ where the wheel's LLVM declares vpdpbusd.512 on <64 x i8>.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import tvm
 import tvm_ffi
@@ -34,6 +36,7 @@ from tvm import s_tir, te, tirx
 
 from edgec.lower.tvm.qdq_kernels import requantize
 
+_log = logging.getLogger(__name__)
 LANES = 16  # int32 accumulators per instruction (512 bits)
 DEPTH = 4  # bytes per lane per instruction
 DOT_BLOCK = "edgec.int8_dot"  # annotation of the conv block whose inner 16x4 product is the instruction
@@ -74,10 +77,11 @@ def pack_activation(x: te.Tensor, *, padding, zero_point: int) -> te.Tensor:
 
     def compute(b, cb, y, xx, ci):
         channel = cb * DEPTH + ci
-        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w)
+        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w, channel < c)
         value = x[b, tirx.min(channel, c - 1), y - top, xx - left].astype("int32") + UNSIGNED_OFFSET
-        value = tirx.if_then_else(inside, value, pad_value)
-        return tirx.if_then_else(channel < c, value, tirx.const(0, "int32")).astype("uint8")
+        # if_then_else, not a select: the load must not run for padded positions (it would read
+        # outside x), and TVM's simplifier drops clamps under a select's condition.
+        return tirx.if_then_else(inside, value, pad_value).astype("uint8")
 
     shape = (n, -(-c // DEPTH), h + top + bottom, w + left + right, DEPTH)
     return te.compute(shape, compute, name="pack_u8")
@@ -142,7 +146,13 @@ def schedule_int8_dot(sch: s_tir.Schedule, block) -> None:
     _inline_into_last(sch, consumers)
     tail = _last_consumer(sch, local)
     if tail is not None:
-        sch.reverse_compute_at(tail, x_outer, preserve_unit_loops=True)
+        # A fused float island's other operand (a residual's dequantize) is computed in the
+        # epilogue too: reverse_compute_at needs every producer of the tail under the tile.
+        for producer in sch.get_producers(tail):
+            if not sch.get(producer).same_as(sch.get(local)):
+                _try(sch.compute_inline, producer)
+        if not _try(sch.reverse_compute_at, tail, x_outer, True):
+            _log.debug("int8 dot-product conv: epilogue %s left as a separate pass", sch.get(tail).name_hint)
     sch.unroll(oo_in)
     sch.unroll(x_in)
     sch.parallel(oo_outer)
@@ -190,6 +200,14 @@ def _last_consumer(sch: s_tir.Schedule, block):
         last = consumers[0]
         consumers = sch.get_consumers(last)
     return last
+
+
+def _try(fn, *args) -> bool:
+    try:
+        fn(*args)
+        return True
+    except s_tir.schedule.ScheduleError:
+        return False
 
 
 def _extent(sch: s_tir.Schedule, loop) -> int:

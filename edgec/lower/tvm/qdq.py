@@ -258,9 +258,9 @@ class _QDQRewriter(PyExprMutator):
         folded = _fold(unsigned, w.values.reshape(w.values.shape[0], -1).sum(axis=1), w_scale, bias)
         if folded is None:
             return None
-        source = x.data if isinstance(x.data, relax.Var) else self.builder_.emit(x.data)
-        data = self.builder_.emit(self.builder_.call_te(int8_dot.pack_activation, source, padding=padding,
-                                                        zero_point=x.zero_point, primfunc_name_hint="pack_u8"))
+        data = self.builder_.emit(self.builder_.call_te(
+            int8_dot.pack_activation, self._bound(x.data), padding=padding, zero_point=x.zero_point,
+            primfunc_name_hint="pack_u8"))
         multiplier, qmin, qmax = self._requantize_params(x.scale * w_scale, lo, hi, out)
         return self.builder_.call_te(
             int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w.values), "int8"),
@@ -366,6 +366,10 @@ class _QDQRewriter(PyExprMutator):
         return relax.Call(node.op, [x.data, *node.args[1:]], node.attrs)
 
     # -- operands ----------------------------------------------------------------------------
+    def _bound(self, expr: relax.Expr) -> relax.Expr:
+        """`expr` as a variable: call_te takes bound operands only."""
+        return expr if isinstance(expr, relax.Var) else self.builder_.emit(expr)
+
     def _producer(self, expr: relax.Expr) -> relax.Call | None:
         """The call a variable is bound to (through plain var-to-var aliases)."""
         seen = 0
