@@ -158,6 +158,33 @@ def _only_a_divisor(node: ir.Node) -> bool:
     return bool(readers) and all(user.op_type == "Div" and index == 1 for user, index in readers)
 
 
+# A value beyond this stands for -inf/+inf (an attention mask's torch.finfo(float32).min): an
+# int8 grid over it has a step of ~1e36, which zeroes every other value of the tensor and makes
+# TFLite's kernels abort computing their requantization multipliers (hf BERT's mask ADD).
+EXTREME_MAGNITUDE = 2.0 ** 100
+
+
+def _extreme_range_nodes(ints: set[ir.Node], ranges: dict[str, tuple[float, float]]) -> dict[ir.Node, str]:
+    """Integer nodes that read or write a value whose calibrated range (or constant content)
+    reaches EXTREME_MAGNITUDE, each with the reason they stay float."""
+    out = {}
+    for node in ints:
+        for v in [node.inputs[i] for i in _float_data_inputs(node)] + list(node.outputs):
+            if v is None:
+                continue
+            const = const_array(v)
+            if const is not None:
+                big = const.size > 0 and v.dtype == ir.DataType.FLOAT and float(np.max(np.abs(const))) >= EXTREME_MAGNITUDE
+            else:
+                lo, hi = ranges.get(v.name, (0.0, 0.0))
+                big = max(abs(lo), abs(hi)) >= EXTREME_MAGNITUDE
+            if big:
+                out[node] = (f"'{v.name}' reaches {EXTREME_MAGNITUDE:.0e} in magnitude (a value standing for "
+                             "infinity, e.g. an attention mask): int8 cannot represent it with the rest")
+                break
+    return out
+
+
 class _UnionFind:
     def __init__(self):
         self.parent: dict[str, str] = {}
@@ -215,6 +242,9 @@ class QuantizeQDQ(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         ints, floats = integer_nodes(graph, self.options.exclude_nodes)
+        for node, why in _extreme_range_nodes(ints, self.options.ranges).items():
+            ints.discard(node)
+            floats[node] = why
         self._check_int16_nodes(ints)
         fused = self._fused_pairs(graph, ints, self.options.int16_nodes)
         tensors = self._quantized_tensors(graph, ints, fused)

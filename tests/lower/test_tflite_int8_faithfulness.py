@@ -96,3 +96,26 @@ def test_a_guarded_divisor_stays_float_and_the_file_is_faithful(tmp_path):
     assert any("divisor" in why for why in floats.values()), floats
     layers, failures = _check(qdq, samples[8:], tmp_path)
     assert failures == [] and "q" in layers  # the division's output compared, within 1 LSB
+
+
+def _masked_attention():
+    """Attention scores plus a mask of 0 / torch.finfo(float32).min (transformers' BERT), softmax."""
+    return Case(
+        [node("MatMul", ["x", "w0"], ["s"]), node("Add", ["s", "m"], ["sm"]), node("Softmax", ["sm"], ["p"], axis=-1),
+         node("MatMul", ["p", "w1"], ["y"])],
+        {"x": (1, 6, 8), "m": (1, 6, 6)},
+        consts={"w0": rand(8, 6, seed=2, scale=0.5), "w1": rand(6, 4, seed=3, scale=0.5)}).model()
+
+
+def test_an_infinite_mask_stays_float_and_the_file_loads(tmp_path):
+    # Quantized, the mask's ~1e38 range gives the ADD a step of ~1e36 and LiteRT aborts (SIGABRT)
+    # computing its requantization multipliers while preparing the file.
+    rng = np.random.default_rng(0)
+    low = np.finfo(np.float32).min
+    samples = [[rng.standard_normal((1, 6, 8)).astype(np.float32),
+                np.where(rng.random((1, 6, 6)) < 0.3, low, 0).astype(np.float32)] for _ in range(12)]
+    qdq, info = quantize_model(_masked_attention(), samples[:8])
+    floats = {f["op"] for f in info["float_nodes"] if "infinity" in f["why"]}
+    assert floats == {"Add", "Softmax"}, info["float_nodes"]
+    layers, failures = _check(qdq, samples[8:], tmp_path)
+    assert failures == [] and "y" in layers
