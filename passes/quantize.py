@@ -12,7 +12,9 @@ Shape of the output graph, which the lowerings rely on:
   weights);
 - an activation fused into its producer (Conv/Gemm/MatMul/Add + Relu/Clip) has no QDQ between
   the two, as TFLite fuses it into the kernel;
-- ops with no int8 kernel stay float between a DQ and a Q, and are listed in the details.
+- ops with no int8 kernel stay float between a DQ and a Q, and are listed in the details, as
+  are ops kept float on purpose: one whose output is only a Div's divisor, and one that reads
+  or writes a value standing for infinity (an attention mask).
 TFLite ties some outputs to fixed or input parameters (LOGISTIC/SOFTMAX 1/256 zp -128, TANH
 1/128 zp 0; pooling, reshapes and concatenation keep their input's): those tensors share one
 set of parameters here too, so every runtime computes the same integers.
