@@ -26,6 +26,7 @@ from edgec.frontends import ImportedModel
 from edgec.frontends.shapes import InputShapes
 from edgec.fsutil import atomic_write_text, staging_folder
 from edgec.ir import clone, input_specs, sample_inputs
+from edgec.lower.tflite.rank_lift import lift_ranks
 from edgec.passes import fix_input_shapes, run_passes
 from edgec.quantization.layer_report import layer_sqnr
 from edgec.runtimes.child import ChildCrash, ChildRuntimes, IsolatedRuntime
@@ -93,6 +94,11 @@ def compile_imported(
     model, pass_records = run_passes(model, list(target.passes), on_progress=log)
     timings["passes_s"] = time.perf_counter() - t
 
+    if target.is_integer and "tflite" in formats:
+        # TFLite's convolutions and pools are 2-D: 1-D/3-D ones become 2-D ones between Reshapes
+        # (exact in float) before quantizing, so the QDQ graph every artifact is checked against
+        # has the ops the file will have (a float graph is lifted inside the TFLite lowering).
+        model = lift_ranks(model)
     quant_info = None
     float_model = model
     inputs = [sample_inputs(reference_model, seed=i) for i in range(samples)]

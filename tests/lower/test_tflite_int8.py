@@ -421,3 +421,23 @@ def test_qdq_graph_from_onnxruntime_quantize_static_lowers(tmp_path):
                for name in ("CONV_2D", "DEPTHWISE_CONV_2D") for op in ops_of(fb, graph, name))
     assert report["quantized"]["quantize_ops"] == 1 and report["quantized"]["dequantize_ops"] == 1
     assert runtime.delegation()["fraction"] == 1.0
+
+
+def test_1d_convolutions_compile_to_int8(tmp_path):
+    """wav2vec2's feature encoder: Conv1d stacks. TFLite's convolutions are 2-D; the int8 compile
+    lifts them before quantizing, and the file is verified against that QDQ graph and float."""
+    import torch
+
+    import edgec
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 10, stride=5), torch.nn.GELU(),
+                              torch.nn.Conv1d(8, 8, 3, stride=2, padding=1), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 1, 400)
+    art = edgec.compile(net, example_inputs=(x,), target="x86_64-int8", out_dir=tmp_path, name="conv1d",
+                        formats=["tflite"], calibration="random")
+    model, graph = read_flatbuffer(art.paths["tflite"])
+    assert len(ops_of(model, graph, "CONV_2D")) == 2
+    entry = art.report["verification"]["artifacts"]["tflite"]
+    assert entry["faithfulness"]["worst_agreement"] >= 0.99
+    assert entry["vs_float"]["outputs"][0]["sqnr_db"] > 15
