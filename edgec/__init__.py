@@ -6,7 +6,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "benchmark", "Artifact", "__version__"]
+__all__ = ["compile", "tune", "benchmark", "Artifact", "__version__"]
 
 
 def __getattr__(name):
@@ -15,6 +15,10 @@ def __getattr__(name):
         from edgec.api import compile
 
         return compile
+    if name == "tune":
+        from edgec.api import tune
+
+        return tune
     if name == "benchmark":
         from edgec.bench import benchmark
 

@@ -40,6 +40,7 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     allow_pickle: bool = False,
     name: str | None = None,
     devices: str | Path | None = None,
+    tuning_db: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Artifact:
     """Compile a model for a target, verify it, and write the artifacts and report.json.
@@ -56,7 +57,9 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     with float is within that many points (percent relative RMS error for non-classifiers);
     `fallback_precision="int16"` gives those layers TFLite's 16x8 mode (int16 activations, int8
     weights) instead of float. The report's quantization.mixed_precision lists each layer's
-    choice and measured SQNR. Returns an Artifact whose .report is
+    choice and measured SQNR. `tuning_db` is a folder that `edgec.tune` wrote for this target:
+    the TVM artifact's kernels with a record there run their tuned schedule, the others the
+    default one (report: the tvm artifact's lowering.tuning). Returns an Artifact whose .report is
     the compile report and whose .run(x) runs the artifact on this host.
     """
     log = log or (lambda msg: None)
@@ -66,6 +69,8 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     tgt = load_registry(devices).target(target)
     if io is not None:
         tgt = _with_io(tgt, io)
+    if tuning_db is not None:
+        tgt = _with_tuning_db(tgt, tuning_db)
     qat = None
     if is_prepared(model):  # edgec.training.qat: compile its float model with the ranges it learned
         qat = qat_deployment(model)
@@ -98,6 +103,64 @@ def compile(  # noqa: A001  (edgec.compile is the product's verb)
     return compile_imported(imported, tgt, out_dir, input_shapes=shapes, quantize=request,
                             formats=tuple(formats) if formats else None,
                             verify=verify, samples=samples, log=log, timings={"import_s": import_s})
+
+
+def tune(
+    model: Any,
+    target: str = "x86_64-fp32",
+    *,
+    trials: int,
+    minutes: float | None = None,
+    db: str | Path | None = None,
+    example_inputs: Sequence | None = None,
+    input_shapes: dict | Sequence | None = None,
+    calibration: Any = None,
+    device: str | None = None,
+    allow_pickle: bool = False,
+    devices: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Tune the TVM kernels of `model` for `target` with MetaSchedule; records go into `db`
+    (default .cache/edgec/tuning/<target>), which `compile(..., tuning_db=db)` then reads.
+
+    The model is taken through the same import and passes as `compile` (integer targets need
+    `calibration`, as there), so the tasks are the kernels compile will build. `trials` is the
+    total measurement budget, `minutes` an optional wall-time budget. Host-architecture targets
+    are timed here (1 thread); others on an rpc board of devices.yaml (`device`, or the first
+    for the target's arch), and with none reachable nothing is tuned (EdgecError). Returns a
+    summary: tasks, tuned, trials, seconds and one row per task (best seconds before/after)."""
+    from edgec.lower.tvm.tuning import check_budget, tune_model
+    from edgec.lower.tvm.tuning_db import check_db_dir, default_db_dir
+    from edgec.passes import fix_input_shapes, run_passes
+    from edgec.pipeline import _quantize
+
+    log = log or print
+    registry = load_registry(devices)
+    tgt = registry.target(target)
+    if "tvm" not in tgt.formats:
+        raise EdgecError(f"target '{target}' makes no TVM artifact ({', '.join(tgt.formats)}); nothing to tune")
+    check_budget(trials, minutes)
+    db = check_db_dir(db if db is not None else default_db_dir(tgt.name), must_exist=False)
+    if tgt.is_integer:
+        check_calibration_file(calibration, None)
+    imported = load_model(model, example_inputs=example_inputs, input_shapes=normalize_input_shapes(input_shapes),
+                          allow_pickle=allow_pickle)
+    ir_model = fix_input_shapes(imported.model, normalize_input_shapes(input_shapes) or {})
+    ir_model, _ = run_passes(ir_model, list(tgt.passes))
+    if tgt.is_integer:
+        ir_model, _, _ = _quantize(ir_model, tgt, QuantizeRequest(calibration=calibration), log)
+    return tune_model(ir_model, tgt, registry, db, trials=trials, minutes=minutes, device=device, log=log)
+
+
+def _with_tuning_db(target, db):
+    import dataclasses
+
+    from edgec.lower.tvm.tuning_db import check_db_dir
+
+    if "tvm" not in target.formats:
+        raise EdgecError(f"--tuning-db: target '{target.name}' makes no TVM artifact ({', '.join(target.formats)})")
+    path = check_db_dir(db, must_exist=True)
+    return dataclasses.replace(target, options={**target.options, "tuning_db": str(path)})
 
 
 def _check_formats(target, formats) -> None:

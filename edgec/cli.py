@@ -60,6 +60,7 @@ def compile(  # noqa: A001
     samples: int = typer.Option(4, "--samples", min=1, help="sample inputs used for verification"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full-module .pt, or the pickled parts of a .pt2 (runs code from the file)"),
     name: Optional[str] = typer.Option(None, "--name", help="artifact file stem (default: the model's name)"),
+    tuning_db: Optional[Path] = typer.Option(None, "--tuning-db", help="MetaSchedule records from `edgec tune` for this target: tuned TVM kernels use them, the others the default schedule"),
     devices: Optional[Path] = DevicesOpt,
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of a summary"),
 ):
@@ -77,11 +78,45 @@ def compile(  # noqa: A001
                             equalization=False if no_equalization else None,
                             bias_correction=False if no_bias_correction else None,
                             verify=not no_verify, samples=samples, allow_pickle=trust_pickle, name=name,
-                            devices=devices, log=lambda msg: status.update(msg))
+                            devices=devices, tuning_db=tuning_db, log=lambda msg: status.update(msg))
     if as_json:
         out.print_json(art.report_path.read_text())
         return
     _print_compile_summary(art)
+
+
+@app.command()
+def tune(
+    model: str = typer.Argument(..., help="model.pt2 | model.pt (TorchScript) | model.onnx | zoo:NAME[?k=v&...]"),
+    target: str = typer.Option(..., "--target", "-t", help="target from devices.yaml whose TVM kernels to tune"),
+    trials: int = typer.Option(..., "--trials", help="measurement budget for all tasks together (e.g. 2000)"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="wall-time budget; tuning stops after the batch that passes it"),
+    db: Optional[Path] = typer.Option(None, "--db", help="tuning database folder (default .cache/edgec/tuning/<target>); `edgec compile --tuning-db` reads it"),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="fix input shapes: 1,3,224,224 or name=1,3,224,224 (repeatable)"),
+    calib: Optional[str] = typer.Option(None, "--calib", help="calibration data for int8/int4 targets, as for compile"),
+    device: Optional[str] = typer.Option(None, "--device", help="rpc board from devices.yaml to measure on (targets for another architecture)"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full-module .pt, or the pickled parts of a .pt2"),
+    devices: Optional[Path] = DevicesOpt,
+):
+    """Tune a model's TVM kernels with MetaSchedule; records go into a database any later compile can read."""
+    import edgec
+    from edgec.frontends.shapes import parse_input_shapes
+
+    summary = edgec.tune(model, target=target, trials=trials, minutes=minutes, db=db,
+                         input_shapes=parse_input_shapes(input_shape), calibration=calib, device=device,
+                         allow_pickle=trust_pickle, devices=devices,
+                         log=lambda msg: err.print(Text(msg), highlight=False, soft_wrap=True))
+    table = Table(title=f"tuned {summary['tuned']}/{summary['tasks']} tasks for {summary['target']} "
+                        f"({summary['trials']} trials, {summary['seconds']:.0f} s, stopped by {summary['stopped_by']})",
+                  title_justify="left")
+    for col in ("task", "calls", "trials", "before (us)", "best (us)"):
+        table.add_column(col)
+    for r in summary["rows"]:
+        us = lambda s: f"{s * 1e6:.1f}" if s is not None else "-"  # noqa: E731
+        table.add_row(r["task"], str(r["calls"]), str(r["trials"]), us(r["before_seconds"]), us(r["best_seconds"]))
+    out.print(table)
+    out.print(f"records: {summary['db']} (edgec compile ... --target {summary['target']} --tuning-db {summary['db']})",
+              soft_wrap=True)
 
 
 def _size(n: int) -> str:
@@ -419,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
 def _needs_worker(argv: list[str]) -> bool:
     """Commands that import torch/TVM or run long get a worker; help and listings run here."""
     words = [a for a in argv if not a.startswith("-")]
-    return bool(words) and words[0] in ("compile", "bench", "analyze", "sensitivity", "prune", "inspect") \
+    return bool(words) and words[0] in ("compile", "tune", "bench", "analyze", "sensitivity", "prune", "inspect") \
         and not any(a in ("--help", "-h") for a in argv)
 
 

@@ -7,6 +7,9 @@
     calls.py        the kernel calls of a lowered module's main
     layers.py       the per-kernel FLOPs/bytes table for `edgec analyze`
     signature.py    the .so.json sidecar: input/output names, shapes, dtypes
+    tuning_db.py    a MetaSchedule records folder: applied in the schedule stage, tuned/untuned report
+    measure.py      where tuning candidates are built and timed (host, or an arm64 board over RPC)
+    tuning.py       tune_model: MetaSchedule over the kernels the schedule stage receives
     build.py        lower_tvm: import, run the stages, compile, export (cross-compiled for arm64)
 
 `signature.py` does not import TVM (runtimes read a sidecar without it), so this package

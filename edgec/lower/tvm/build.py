@@ -36,6 +36,7 @@ from edgec.lower.tvm.importer import import_onnx, short_reason
 from edgec.lower.tvm.layers import write_layers
 from edgec.lower.tvm.pipeline import Passes, relax_pipeline, run_stages, tvm_target_of
 from edgec.lower.tvm.qdq import integer_summary
+from edgec.lower.tvm.tuning_db import time_shares
 from edgec.lower.tvm.signature import Signature, signature_path, write_signature
 from edgec.runtimes.base import TensorSpec
 from edgec.targets import Target
@@ -67,8 +68,9 @@ def lower_tvm(
     mod = import_onnx(proto, target.name)
     signature = _signature(proto, mod, target)
 
+    tuning_rows: list[dict] = []
     mod, relax_ops, stage_seconds, entering_legalize = run_stages(
-        mod, tvm_target, relax_pipeline(target, extra_passes), target)
+        mod, tvm_target, relax_pipeline(target, extra_passes, tuning_rows), target)
     try:
         with _kernel_compiler(target, tvm_target):
             executable = tvm.compile(mod, target=tvm_target, relax_pipeline=None)  # stages already ran
@@ -100,6 +102,8 @@ def lower_tvm(
         **({"int8": integer_summary(entering_legalize)} if target.is_integer else {}),
         **({"block_fusion": describe_block_fusion(mod)} if target.options.get("block_fusion") else {}),
         **({"cuda_kernels": kernel_form()} if tvm_target.kind.name == "cuda" else {}),
+        **({"tuning": {"db": str(target.options["tuning_db"]), **time_shares(tuning_rows)}}
+           if target.options.get("tuning_db") else {}),
         "size_bytes": out_path.stat().st_size,
         "compile_seconds": time.perf_counter() - started,
     }

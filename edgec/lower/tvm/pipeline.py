@@ -20,6 +20,7 @@ from edgec.lower.tvm.fusion import block_fusion_passes
 from edgec.lower.tvm.importer import short_reason
 from edgec.lower.tvm.qdq import legalize_qdq
 from edgec.lower.tvm.schedules import default_cpu_schedule
+from edgec.lower.tvm.tuning_db import apply_database, check_db_dir
 from edgec.targets import Target
 
 # The Relax pipeline, in order. Each stage is a list of passes; the empty ones are where
@@ -37,9 +38,12 @@ Passes = Sequence[tvm.transform.Pass]
 
 
 def relax_pipeline(
-    target: Target, extra_passes: Mapping[str, Passes] | None = None
+    target: Target, extra_passes: Mapping[str, Passes] | None = None, tuning_findings: list | None = None,
 ) -> list[tuple[str, list[tvm.transform.Pass]]]:
-    """The named stages lower_tvm runs for `target`; `extra_passes[stage]` is appended to a stage."""
+    """The named stages lower_tvm runs for `target`; `extra_passes[stage]` is appended to a stage.
+
+    With `target.options["tuning_db"]` (a folder, tuning_db.py) the schedule stage first applies
+    its records; `tuning_findings` then receives one row per kernel (tuned or not)."""
     extra_passes = dict(extra_passes or {})
     unknown = set(extra_passes) - set(RELAX_STAGES)
     if unknown:
@@ -66,6 +70,12 @@ def relax_pipeline(
     if tvm_target.kind.name == "llvm":
         # After block fusion's own schedule: the default rule leaves fused blocks alone.
         stages["schedule"] = list(stages["schedule"]) + [default_cpu_schedule]
+    if target.options.get("tuning_db"):
+        # First: a kernel with a record runs it (and is marked scheduled, so the rules after
+        # leave it alone); the others keep their default schedule.
+        db_dir = check_db_dir(target.options["tuning_db"], must_exist=True)
+        findings = tuning_findings if tuning_findings is not None else []
+        stages["schedule"] = [apply_database(db_dir, findings), *stages["schedule"]]
     return [(name, list(stages[name]) + list(extra_passes.get(name, ()))) for name in RELAX_STAGES]
 
 
