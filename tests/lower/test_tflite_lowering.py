@@ -223,3 +223,16 @@ def test_constant_buffers_are_16_byte_aligned(tmp_path):
             starts.append(table.Vector(field))
     assert len(starts) > 5
     assert all(start % 16 == 0 for start in starts)
+
+
+def test_scalar_op_with_a_constant_scalar_keeps_rank_0(tmp_path):
+    """A loss-style tail (sum to a scalar, divide by a constant) gives a rank-0 output, as in ONNX."""
+    from edgec.runtimes.litert import LiteRTRuntime
+
+    case = Case([node("ReduceSum", ["x"], ["s"], keepdims=0), node("Div", ["s", "n"], ["y"])], {"x": (3, 2)},
+                consts={"n": np.array(5.0, np.float32)})
+    result = lower_and_compare(case.model(), tmp_path / "scalar.tflite")
+    assert result.rel_error <= 1e-6
+    runtime = LiteRTRuntime(tmp_path / "scalar.tflite")
+    assert runtime.outputs[0].shape == ()
+    assert runtime.run([np.ones((3, 2), np.float32)])[0].shape == ()  # not [1]: [] op [1] broadcasts to [1]
