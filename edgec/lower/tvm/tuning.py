@@ -79,7 +79,9 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
     ]
     deadline = started + minutes * 60 if minutes else None
     progress = _Progress(tasks, before, deadline, log)
-    per_iter = max(4, min(64, trials // len(tasks)))  # every task gets a first batch when trials allow
+    # Every task gets a first batch when trials allow; batches of 16 at most, so a wall-time
+    # budget (checked after each batch) is kept within a batch's time on a small machine.
+    per_iter = max(4, min(16, trials // len(tasks)))
     try:
         ms.tune_tasks(
             tasks=contexts, task_weights=[float(t.weight) for t in tasks], work_dir=str(db_dir),

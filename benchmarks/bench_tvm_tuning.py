@@ -1,0 +1,99 @@
+"""Tuned vs untuned TVM MobileNet v2 224 fp32 against LiteRT+XNNPACK, and a compile that reuses a database.
+
+    .venv/bin/edgec tune zoo:mobilenet_v2 --target x86_64-fp32 --trials 4000 --minutes 18 --db DB
+    .venv/bin/python benchmarks/bench_tvm_tuning.py DB [--tuning-log LOG]
+
+Compiles zoo:mobilenet_v2 (random weights) for x86_64-fp32 twice: without a database (the
+default CPU schedules) and with `--tuning-db DB` (timed: the second compile, which reuses
+every task DB holds). Then times interleaved pairs (A B A B, 1 thread) with edgec's bench:
+untuned TVM vs the LiteRT+XNNPACK .tflite, and tuned TVM vs the same .tflite. Writes
+benchmarks/results/tvm_tuning.json with the ratios, the tuning summary of the compile report
+(tasks tuned/untuned, estimated time shares) and the tuning run's last progress line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgec.bench.measure import benchmark_vs
+
+REPO = Path(__file__).resolve().parent.parent
+RESULT = REPO / "benchmarks" / "results" / "tvm_tuning.json"
+RUNS, WARMUP, THREADS = 40, 8, 1
+
+
+def compile_model(out: Path, db: Path | None) -> tuple[dict, float]:
+    cmd = [str(REPO / ".venv" / "bin" / "edgec"), "compile", "zoo:mobilenet_v2", "--target", "x86_64-fp32",
+           "-o", str(out)]
+    if db is not None:
+        cmd += ["--format", "tvm", "--tuning-db", str(db)]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t
+    return json.loads((out / "mobilenet_v2.x86_64-fp32.report.json").read_text()), seconds
+
+
+def pair(a: Path, b: Path, name: str) -> dict:
+    print(f"timing {name}", flush=True)
+    vs = benchmark_vs(a, b, runs=RUNS, warmup=WARMUP, threads=THREADS)
+    print(f"  A {vs.a.stats.median_ms:.2f} ms, B {vs.b.stats.median_ms:.2f} ms, B/A {vs.ratio.ratio:.3f}", flush=True)
+    return {"a": a.name, "b": b.name, "median_ms_a": vs.a.stats.median_ms, "median_ms_b": vs.b.stats.median_ms,
+            "ratio_b_over_a": vs.ratio.to_json()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("db", type=Path, help="tuning database from edgec tune for x86_64-fp32")
+    parser.add_argument("--tuning-log", type=Path, help="the edgec tune output, for its last progress line")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print("compiling without a database", flush=True)
+        untuned_report, untuned_s = compile_model(Path(tmp) / "untuned", None)
+        print("compiling with the tuning database", flush=True)
+        tuned_report, tuned_s = compile_model(Path(tmp) / "tuned", args.db)
+        tflite = Path(tmp) / "untuned" / "mobilenet_v2.x86_64-fp32.tflite"
+        untuned_so = Path(tmp) / "untuned" / "mobilenet_v2.x86_64-fp32.so"
+        tuned_so = Path(tmp) / "tuned" / "mobilenet_v2.x86_64-fp32.so"
+        pairs = {
+            "untuned TVM vs LiteRT+XNNPACK": pair(tflite, untuned_so, "untuned TVM vs LiteRT"),
+            "tuned TVM vs LiteRT+XNNPACK": pair(tflite, tuned_so, "tuned TVM vs LiteRT"),
+            "tuned vs untuned TVM": pair(untuned_so, tuned_so, "tuned vs untuned TVM"),
+        }
+    tvm_lowering = next(a["lowering"] for a in tuned_report["artifacts"] if a["format"] == "tvm")
+    tuning = {k: v for k, v in tvm_lowering["tuning"].items() if k != "kernels"}
+    tuning["kernels_top10"] = tvm_lowering["tuning"]["kernels"][:10]
+    last_progress = None
+    if args.tuning_log and args.tuning_log.exists():
+        lines = [ln for ln in args.tuning_log.read_text().splitlines() if ln.startswith("task ")]
+        last_progress = lines[-1] if lines else None
+    result = {
+        "model": "zoo:mobilenet_v2 (224x224, random weights), x86_64-fp32",
+        "device": "host (2-core Xeon, shared with other jobs), 1 thread, interleaved A B A B",
+        "runs": RUNS, "warmup": WARMUP,
+        "tvm_over_litert": {
+            "untuned": pairs["untuned TVM vs LiteRT+XNNPACK"]["ratio_b_over_a"]["ratio"],
+            "tuned": pairs["tuned TVM vs LiteRT+XNNPACK"]["ratio_b_over_a"]["ratio"],
+        },
+        "compile_with_database": {
+            "seconds_wall": tuned_s, "lower_tvm_seconds": tuned_report["timings"].get("lower_tvm_s"),
+            "seconds_wall_without_database_both_formats": untuned_s,
+            "reused_every_task": tuning["untuned"] == 0,
+        },
+        "tuning": tuning,
+        "tuning_last_progress": last_progress,
+        "pairs": pairs,
+    }
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["tvm_over_litert"], indent=2))
+    print(f"wrote {RESULT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
