@@ -23,6 +23,15 @@ route (sch.tensorize with its `dot_16x4_vnni` intrinsic) does not work with this
 tensorize deep-copies the intrinsic through tvm-ffi's JSON graph, which segfaults
 (tvm.ir.save_json of any TIR node does), and the intrinsic's impl passes <16 x i32> operands
 where the wheel's LLVM declares vpdpbusd.512 on <64 x i8>.
+
+For MetaSchedule the conv block is an ordinary u8 x i8 -> i32 reduction with 16x4 inner
+loops, the form its x86 VNNI rules (MultiLevelTilingWithIntrin) match; a tuning database
+replaces schedule_int8_dot task by task. Whether the wheel's MetaSchedule tensorizes it
+without the segfault above is not checked here (a search on one such conv generated and
+sent candidates to its builder without crashing).
+
+Measured (MobileNet v2 224, untuned, 1 thread, benchmarks/bench_tvm_int8_vnni.py): TVM int8
+/ TVM fp32 went from 1.35 (x86_64-int8) to 0.37 (x86_64-int8-vnni).
 """
 
 from __future__ import annotations
@@ -44,8 +53,9 @@ _DOT_PRODUCT = "edgec.int8_dot_product"  # the blockized 16x4 product, replaced 
 _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 CONV_NAME = "int8_dot_conv2d"  # PrimFunc name hint of the conv + requantize (qdq.integer_summary counts them)
 UNSIGNED_OFFSET = 128  # int8 + 128 = uint8
-# Register tile: WIDTH output positions x CHANNEL_BLOCKS x 16 channels of int32 accumulators,
-# at most ACCUMULATORS zmm registers (of 32; the rest hold weights and broadcasts).
+# Register tile: x_inner output positions x oo_inner blocks of 16 channels, one zmm register
+# of int32 accumulators each, at most ACCUMULATORS of the 32 (the rest hold weights and
+# broadcast activations).
 ACCUMULATORS = 28
 
 
