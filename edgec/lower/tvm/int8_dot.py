@@ -19,16 +19,16 @@ have zero weights and are dropped by the unpack.
 The conv block carries the DOT_BLOCK annotation; schedule_int8_dot (the default CPU schedule
 for it, from schedules.py) register-blocks it and marks the 16x4 inner product, and
 emit_dot_products replaces each marked inner product by the instruction. TVM 0.27's own
-route (sch.tensorize with its `dot_16x4_vnni` intrinsic) does not work with this wheel:
-tensorize deep-copies the intrinsic through tvm-ffi's JSON graph, which segfaults
-(tvm.ir.save_json of any TIR node does), and the intrinsic's impl passes <16 x i32> operands
-where the wheel's LLVM declares vpdpbusd.512 on <64 x i8>.
+route, sch.tensorize with its `dot_16x4_vnni` intrinsic, is not taken: its impl calls
+vpdpbusd.512 on <16 x i32> operands where the wheel's LLVM declares <64 x i8> (LLVM rejects
+the module), its C buffer is global scope so it does not match a register-tile accumulator,
+and with tvm-ffi 0.1.15 tensorize itself segfaults (a deep copy through ffi's JSON graph;
+0.1.14.post0, which pyproject pins, runs it).
 
 For MetaSchedule the conv block is an ordinary u8 x i8 -> i32 reduction with 16x4 inner
 loops, the form its x86 VNNI rules (MultiLevelTilingWithIntrin) match; a tuning database
-replaces schedule_int8_dot task by task. Whether the wheel's MetaSchedule tensorizes it
-without the segfault above is not checked here (a search on one such conv generated and
-sent candidates to its builder without crashing).
+replaces schedule_int8_dot task by task. Whether the candidates those rules tensorize with
+`dot_16x4_vnni` build (see the signature mismatch above) is not checked here.
 
 Measured (MobileNet v2 224, untuned, 1 thread, benchmarks/bench_tvm_int8_vnni.py): TVM int8
 / TVM fp32 went from 1.35 (x86_64-int8) to 0.37 (x86_64-int8-vnni).
