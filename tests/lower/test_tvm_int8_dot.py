@@ -24,6 +24,8 @@ from edgec.lower.tvm import int8_dot, lower_tvm
 from edgec.lower.tvm.importer import import_onnx
 from edgec.lower.tvm.pipeline import tvm_target_of
 from edgec.lower.tvm.qdq import integer_summary, legalize_qdq
+from edgec.runtimes.onnxrt import OnnxRuntime
+from edgec.runtimes.qemu import QemuRuntime, qemu_status
 from edgec.runtimes.tvmrt import TVMRuntime
 from edgec.targets import get_target
 
@@ -31,6 +33,7 @@ from test_tvm_int8 import (CASES, MIN_EXACT, X, asymmetric_samples, calls, compa
                             dtype, float_model, quantize, weights)
 
 VNNI = get_target("x86_64-int8-vnni")
+SDOT = get_target("arm64-int8-dotprod")
 PORTABLE = get_target("x86_64-int8")
 N = helper.make_node
 
@@ -67,7 +70,9 @@ def legalized(qdq, target) -> tvm.IRModule:
 def test_only_targets_with_vnni_use_the_dot_product():
     assert int8_dot.has_int8_dot(tvm_target_of(VNNI))
     assert not int8_dot.has_int8_dot(tvm_target_of(PORTABLE))  # x86-64-v3: AVX2 only
-    assert not int8_dot.has_int8_dot(tvm_target_of(get_target("arm64-int8")))
+    assert int8_dot.dot_product_of(tvm_target_of(VNNI)) is int8_dot.VNNI
+    assert not int8_dot.has_int8_dot(tvm_target_of(get_target("arm64-int8")))  # NEON without +dotprod
+    assert int8_dot.dot_product_of(tvm_target_of(SDOT)) is int8_dot.SDOT
     assert not int8_dot.has_int8_dot(None)
 
 
@@ -89,7 +94,7 @@ def test_dense_conv_takes_the_unsigned_packed_form_and_depthwise_does_not():
 
 def test_packed_weight_layout():
     w = np.arange(24 * 3 * 2 * 1, dtype=np.int64).reshape(24, 3, 2, 1).astype(np.int8)
-    packed = int8_dot.pack_weight(w)
+    packed = int8_dot.pack_weight(w, lanes=16)
     assert packed.shape == (2, 1, 2, 1, 16, 4)
     o, c, y = 17, 2, 1  # [O/16, C/4, KH, KW, 16, 4]
     assert packed[o // 16, c // 4, y, 0, o % 16, c % 4] == w[o, c, y, 0]
@@ -127,3 +132,42 @@ def test_residual_block_with_float_island_matches_the_reference(tmp_path):
     report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
     assert report["int8"]["integer_convs"] == 2
     assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
+
+
+needs_cross_compiler = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None,
+                                          reason="aarch64 cross compiler missing: apt-get install g++-aarch64-linux-gnu")
+
+
+@pytest.mark.arm64
+@needs_cross_compiler
+def test_arm64_dotprod_library_uses_sdot(tmp_path):
+    nodes, inputs, consts = DOT_CASES["conv_3_to_24_channels_strided_dilated"]
+    qdq, _ = quantize(float_model(nodes, inputs, consts))
+    report = lower_tvm(qdq, SDOT, tmp_path / "m.so")
+    assert report["int8"]["integer_convs"] == 1
+    objdump = shutil.which("aarch64-linux-gnu-objdump")
+    if objdump is None:
+        pytest.skip("aarch64-linux-gnu-objdump missing: cannot read the library's instructions")
+    disassembly = subprocess.run([objdump, "-d", str(tmp_path / "m.so")], capture_output=True,
+                                 text=True, check=True).stdout
+    assert "sdot" in disassembly
+
+
+@pytest.mark.slow  # two cross-compiles and two libraries under qemu: ~40 s
+@pytest.mark.arm64
+@needs_cross_compiler
+def test_arm64_dotprod_library_matches_under_qemu(tmp_path):
+    nodes, inputs, consts = DOT_CASES["conv_3_to_24_channels_strided_dilated"]
+    qdq, info = quantize(float_model(nodes, inputs, consts))
+    reachable, why = qemu_status()
+    if not reachable:
+        pytest.skip(f"cannot run the aarch64 library here: {why}")
+    lower_tvm(qdq, SDOT, tmp_path / "m.so")
+    lower_tvm(qdq, get_target("arm64-int8"), tmp_path / "p.so")
+    dotprod, portable = QemuRuntime(tmp_path / "m.so"), QemuRuntime(tmp_path / "p.so")
+    reference = OnnxRuntime.from_ir(qdq, optimize=False)
+    step = info["activations"]["y"]["scale"]
+    sample = asymmetric_samples(qdq, 1, seed=3)[0]
+    got = dotprod.run(sample)[0]
+    np.testing.assert_array_equal(got, portable.run(sample)[0])  # the same integers
+    assert np.mean(np.abs(got - reference.run(sample)[0]) <= 1.001 * step) == 1.0

@@ -1,4 +1,5 @@
-"""int8 convolutions on the CPU's integer dot-product instruction (x86 AVX-512 VNNI `vpdpbusd`).
+"""int8 convolutions on the CPU's integer dot-product instruction: x86 AVX-512 VNNI `vpdpbusd`,
+ARM FEAT_DotProd `sdot`.
 
 `vpdpbusd` multiplies 4 UNSIGNED bytes by 4 signed bytes and adds the 4 products to an int32
 lane, 16 lanes at a time: C[16] += A[4] (u8) . B[16, 4] (i8). Its operands must be laid out
@@ -15,6 +16,10 @@ constant per output channel, folded into the bias exactly as qdq.py folds -z_x s
 The accumulator is the same integer as the int8 x int8 conv's, so the requantized output is
 bit-identical to the portable lowering's. Padded output channels (O up to a multiple of 16)
 have zero weights and are dropped by the unpack.
+
+ARM's `sdot` (C[4] += A[4] . B[4, 4], int8 x int8, on aarch64 targets with +dotprod) takes
+the same packing with 4 lanes and no offset (DotProduct SDOT). Verified under qemu-arm64
+(correctness only: no ARM latency was measured).
 
 The conv block carries the DOT_BLOCK annotation; schedule_int8_dot (the default CPU schedule
 for it, from schedules.py) register-blocks it and marks the 16x4 inner product, and
@@ -36,6 +41,7 @@ Measured (MobileNet v2 224, untuned, 1 thread, benchmarks/bench_tvm_int8_vnni.py
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -46,52 +52,72 @@ from tvm import s_tir, te, tirx
 from edgec.lower.tvm.qdq_kernels import requantize
 
 _log = logging.getLogger(__name__)
-LANES = 16  # int32 accumulators per instruction (512 bits)
-DEPTH = 4  # bytes per lane per instruction
+DEPTH = 4  # bytes per lane per instruction (both instructions)
 DOT_BLOCK = "edgec.int8_dot"  # annotation of the conv block whose inner 16x4 product is the instruction
 _DOT_PRODUCT = "edgec.int8_dot_product"  # the blockized 16x4 product, replaced by emit_dot_products
-_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 CONV_NAME = "int8_dot_conv2d"  # PrimFunc name hint of the conv + requantize (qdq.integer_summary counts them)
 UNSIGNED_OFFSET = 128  # int8 + 128 = uint8
-# Register tile: x_inner output positions x oo_inner blocks of 16 channels, one zmm register
-# of int32 accumulators each, at most ACCUMULATORS of the 32 (the rest hold weights and
-# broadcast activations).
-ACCUMULATORS = 28
+
+
+@dataclasses.dataclass(frozen=True)
+class DotProduct:
+    """One integer dot-product instruction: C[lanes] (int32) += A[4] . B[lanes, 4]."""
+
+    lanes: int  # int32 accumulators per instruction
+    activation_dtype: str  # what A must be: vpdpbusd takes uint8 (x + offset), sdot int8
+    offset: int  # added to the int8 activations to make them activation_dtype
+    intrinsic: str  # LLVM intrinsic: (int32 x lanes acc, int8 x 4*lanes A, int8 x 4*lanes B)
+    # Register tile: at most this many accumulator registers (the rest hold weights and
+    # broadcast activations).
+    accumulators: int
+
+
+VNNI = DotProduct(16, "uint8", UNSIGNED_OFFSET, "llvm.x86.avx512.vpdpbusd.512", accumulators=28)
+# ARM FEAT_DotProd (+dotprod): sdot is int8 x int8, so no offset.
+SDOT = DotProduct(4, "int8", 0, "llvm.aarch64.neon.sdot.v4i32.v16i8", accumulators=24)
+
+
+def dot_product_of(target: tvm.target.Target | None) -> DotProduct | None:
+    """VNNI for llvm x86 targets with AVX-512 VNNI (and BW for 512-bit bytes), SDOT for
+    aarch64 targets with +dotprod, else None."""
+    if target is None or target.kind.name != "llvm":
+        return None
+    from tvm.target import codegen
+
+    triple = str(target.attrs.get("mtriple", ""))
+    if triple.startswith("x86_64") and codegen.target_has_features(["avx512vnni", "avx512bw"], target):
+        return VNNI
+    if triple.startswith("aarch64") and codegen.target_has_features(["dotprod"], target):
+        return SDOT
+    return None
 
 
 def has_int8_dot(target: tvm.target.Target | None) -> bool:
-    """True for llvm x86 targets whose mcpu/mattr include AVX-512 VNNI (and BW for 512-bit bytes)."""
-    if target is None or target.kind.name != "llvm":
-        return False
-    if not str(target.attrs.get("mtriple", "")).startswith("x86_64"):
-        return False
-    from tvm.target import codegen
-
-    return bool(codegen.target_has_features(["avx512vnni", "avx512bw"], target))
+    return dot_product_of(target) is not None
 
 
-def pack_weight(w: np.ndarray) -> np.ndarray:
-    """OIHW int8 -> [O/16, C/4, KH, KW, 16, 4], zero-padded to whole blocks."""
+def pack_weight(w: np.ndarray, lanes: int) -> np.ndarray:
+    """OIHW int8 -> [O/lanes, C/4, KH, KW, lanes, 4], zero-padded to whole blocks."""
     o, c, kh, kw = w.shape
-    ob, cb = -(-o // LANES), -(-c // DEPTH)
-    padded = np.zeros((ob * LANES, cb * DEPTH, kh, kw), np.int8)
+    ob, cb = -(-o // lanes), -(-c // DEPTH)
+    padded = np.zeros((ob * lanes, cb * DEPTH, kh, kw), np.int8)
     padded[:o, :c] = w
-    return np.ascontiguousarray(padded.reshape(ob, LANES, cb, DEPTH, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+    return np.ascontiguousarray(padded.reshape(ob, lanes, cb, DEPTH, kh, kw).transpose(0, 2, 4, 5, 1, 3))
 
 
-def pack_activation(x: te.Tensor, *, padding, zero_point: int) -> te.Tensor:
-    """int8 NCHW -> uint8 [N, C/4, H + top + bottom, W + left + right, 4] (x + 128; pads z_x + 128)."""
+def pack_activation(x: te.Tensor, *, padding, zero_point: int, offset: int, dtype: str) -> te.Tensor:
+    """int8 NCHW -> dtype [N, C/4, H + top + bottom, W + left + right, 4] (x + offset; pads z_x + offset)."""
     n, c, h, w = (int(d) for d in x.shape)
     top, left, bottom, right = padding
-    pad_value = tirx.const(zero_point + UNSIGNED_OFFSET, "int32")
+    pad_value = tirx.const(zero_point + offset, "int32")
 
     def compute(b, cb, y, xx, ci):
         channel = cb * DEPTH + ci
         inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w, channel < c)
-        value = x[b, tirx.min(channel, c - 1), y - top, xx - left].astype("int32") + UNSIGNED_OFFSET
+        value = x[b, tirx.min(channel, c - 1), y - top, xx - left].astype("int32") + offset
         # if_then_else, not a select: the load must not run for padded positions (it would read
         # outside x), and TVM's simplifier drops clamps under a select's condition.
-        return tirx.if_then_else(inside, value, pad_value).astype("uint8")
+        return tirx.if_then_else(inside, value, pad_value).astype(dtype)
 
     shape = (n, -(-c // DEPTH), h + top + bottom, w + left + right, DEPTH)
     return te.compute(shape, compute, name="pack_u8")
@@ -102,19 +128,19 @@ def conv2d_requantize(data: te.Tensor, weight: te.Tensor, bias: te.Tensor, multi
                       out_dtype: str) -> te.Tensor:
     """The packed u8 x i8 -> i32 conv (DOT_BLOCK), unpacked to NCHW and requantized."""
     n, _, hp, wp, _ = (int(d) for d in data.shape)
-    ob, cb, kh, kw, _, _ = (int(d) for d in weight.shape)
+    ob, cb, kh, kw, lanes, _ = (int(d) for d in weight.shape)
     sh, sw = (int(s) for s in strides)
     dh, dw = (int(d) for d in dilation)
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     rc, ry, rx, ri = (te.reduce_axis((0, e), name) for e, name in
                       ((cb, "rc"), (kh, "ry"), (kw, "rx"), (DEPTH, "ri")))
     acc = te.compute(
-        (n, ob, ho, wo, LANES),
+        (n, ob, ho, wo, lanes),
         lambda b, oo, y, x, oi: te.sum(
             data[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype("int32")
             * weight[oo, rc, ry, rx, oi, ri].astype("int32"), axis=[rc, ry, rx, ri]),
-        name="conv_u8i8", attrs={DOT_BLOCK: 1})
-    unpacked = te.compute((n, channels, ho, wo), lambda b, o, y, x: acc[b, o // LANES, y, x, o % LANES],
+        name="conv_dot", attrs={DOT_BLOCK: 1})
+    unpacked = te.compute((n, channels, ho, wo), lambda b, o, y, x: acc[b, o // lanes, y, x, o % lanes],
                           name="unpack")
     return requantize(unpacked, bias, multiplier, axis=1, zero_point=zero_point, qmin=qmin, qmax=qmax,
                       out_dtype=out_dtype)
@@ -133,7 +159,7 @@ def find_dot_block(sch: s_tir.Schedule):
     return sch.get_sblock(found[0]) if len(found) == 1 else None
 
 
-def schedule_int8_dot(sch: s_tir.Schedule, block) -> None:
+def schedule_int8_dot(sch: s_tir.Schedule, block, dot: DotProduct) -> None:
     """Register-blocked loop nest around the 16x4 dot product; the epilogue runs per tile.
 
         n, oo_outer, y, x_outer | rc, ry, rx | oo_inner, x_inner (unrolled) | oi (16), ri (4)
@@ -146,7 +172,7 @@ def schedule_int8_dot(sch: s_tir.Schedule, block) -> None:
     n, oo, y, x, oi, rc, ry, rx, ri = sch.get_loops(block)
     ob, width = _extent(sch, oo), _extent(sch, x)
     x_inner = max(d for d in range(1, min(width, 16) + 1) if width % d == 0)
-    oo_inner = max(d for d in (1, 2, 4) if ob % d == 0 and d * x_inner <= ACCUMULATORS)
+    oo_inner = max(d for d in (1, 2, 4) if ob % d == 0 and d * x_inner <= dot.accumulators)
     x_outer, x_in = sch.split(x, [None, x_inner])
     oo_outer, oo_in = sch.split(oo, [None, oo_inner])
     sch.reorder(n, oo_outer, y, x_outer, rc, ry, rx, oo_in, x_in, oi, ri)
@@ -172,20 +198,22 @@ def schedule_int8_dot(sch: s_tir.Schedule, block) -> None:
     sch.annotate(sch.blockize(oi), _DOT_PRODUCT, 1)
 
 
-def emit_dot_products(func: tirx.PrimFunc) -> tirx.PrimFunc:
-    """Each marked 16x4 product block becomes one vpdpbusd (C += A . B on its regions)."""
+def emit_dot_products(func: tirx.PrimFunc, dot: DotProduct) -> tirx.PrimFunc:
+    """Each marked lanes x 4 product block becomes one instruction (C += A . B on its regions)."""
 
     def replace(block):
         if _DOT_PRODUCT not in block.annotations:
             return block
-        reads = {str(r.source.dtype): r for r in block.reads}
-        a, b, c = reads["uint8"], reads["int8"], block.writes[0]
+        c = block.writes[0]
+        # Besides the accumulator, the product reads data then weights (the compute's order).
+        a, b = [r for r in block.reads if not r.source.same_as(c.source)]
+        lanes = dot.lanes
         c_begin = [r.min for r in c.region]
-        word = tirx.reinterpret("int32", a.source.vload([r.min for r in a.region], f"uint8x{DEPTH}"))
+        word = tirx.reinterpret("int32", a.source.vload([r.min for r in a.region], f"{dot.activation_dtype}x{DEPTH}"))
         value = tirx.call_llvm_pure_intrin(
-            f"int32x{LANES}", _VPDPBUSD, c.source.vload(c_begin, f"int32x{LANES}"),
-            tirx.reinterpret(f"int8x{LANES * DEPTH}", tirx.Broadcast(word, LANES)),
-            b.source.vload([r.min for r in b.region], f"int8x{LANES * DEPTH}"))
+            f"int32x{lanes}", dot.intrinsic, c.source.vload(c_begin, f"int32x{lanes}"),
+            tirx.reinterpret(f"int8x{lanes * DEPTH}", tirx.Broadcast(word, lanes)),
+            b.source.vload([r.min for r in b.region], f"int8x{lanes * DEPTH}"))
         annotations = {k: v for k, v in block.annotations.items() if k != _DOT_PRODUCT}
         return s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint,
                             c.source.vstore(c_begin, value), block.init, block.alloc_buffers,

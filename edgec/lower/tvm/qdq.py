@@ -25,10 +25,11 @@ Everything else between a dequantize and a quantize (add, mul, sigmoid, softmax,
 average pooling, ...) stays float: TVM's FuseOps makes each such island one elementwise kernel
 from int8 to int8. `integer_summary` counts what is integer and what is float.
 
-On a target with an integer dot-product instruction (int8_dot.has_int8_dot: AVX-512 VNNI), a
-dense conv (groups=1) takes int8_dot's form instead: uint8 activations (x_q + 128, packed) x
-int8 weights (packed at compile time) -> int32, the +128 folded into the same per-channel bias
-constant, so the integers are the same; the requantize reads the packed accumulator.
+On a target with an integer dot-product instruction (int8_dot.dot_product_of: AVX-512 VNNI,
+ARM +dotprod), a dense conv (groups=1) takes int8_dot's form instead: packed activations (for
+VNNI uint8, x_q + 128) x int8 weights (packed at compile time) -> int32, any offset folded
+into the same per-channel bias constant, so the integers are the same; the requantize reads
+the packed accumulator.
 
 Rounding is half to even throughout, as in ONNX QuantizeLinear and so in onnxruntime's QDQ
 reference: the requantize kernel uses nearbyint, and TVM 0.27 lowers relax.quantize's tir
@@ -65,7 +66,7 @@ def legalize_qdq() -> tvm.transform.Pass:
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.LegalizeQDQ")
     def transform(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        dot = int8_dot.has_int8_dot(tvm.target.Target.current(allow_none=True))
+        dot = int8_dot.dot_product_of(tvm.target.Target.current(allow_none=True))
         mod = _QDQRewriter(mod, dot_product=dot).transform()
         # The float convs and weight dequantizes the rewrite bypassed are now unused.
         return relax.transform.DeadCodeElimination()(mod)
@@ -137,10 +138,10 @@ class _Output:
 
 @mutator
 class _QDQRewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, dot_product: bool = False):
+    def __init__(self, mod: tvm.IRModule, dot_product: int8_dot.DotProduct | None = None):
         super().__init__(mod)
         self.mod = mod
-        self.dot_product = dot_product  # dense convs in int8_dot's u8 x i8 form
+        self.dot_product = dot_product  # dense convs in int8_dot's packed form for this instruction
 
     def transform(self) -> tvm.IRModule:
         for gvar, func in self.mod.functions_items():
@@ -253,17 +254,18 @@ class _QDQRewriter(PyExprMutator):
     def _conv2d_dot(self, conv: relax.Call, x: _Activation, w: _Weight, w_scale: np.ndarray,
                     bias: _Bias | None, padding: list[int], lo: float, hi: float,
                     out: _Output) -> relax.Expr | None:
-        """int8_dot's form: (x_q + 128) as uint8 x int8 W; -(z_x + 128) sum W[o] in the bias."""
-        unsigned = _Activation(x.data, x.scale, x.zero_point + int8_dot.UNSIGNED_OFFSET)
-        folded = _fold(unsigned, w.values.reshape(w.values.shape[0], -1).sum(axis=1), w_scale, bias)
+        """int8_dot's form: (x_q + offset) x int8 W; -(z_x + offset) sum W[o] in the bias."""
+        dot = self.dot_product
+        shifted = _Activation(x.data, x.scale, x.zero_point + dot.offset)
+        folded = _fold(shifted, w.values.reshape(w.values.shape[0], -1).sum(axis=1), w_scale, bias)
         if folded is None:
             return None
         data = self.builder_.emit(self.builder_.call_te(
             int8_dot.pack_activation, self._bound(x.data), padding=padding, zero_point=x.zero_point,
-            primfunc_name_hint="pack_u8"))
+            offset=dot.offset, dtype=dot.activation_dtype, primfunc_name_hint="pack_dot"))
         multiplier, qmin, qmax = self._requantize_params(x.scale * w_scale, lo, hi, out)
         return self.builder_.call_te(
-            int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w.values), "int8"),
+            int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w.values, dot.lanes), "int8"),
             relax.const(folded, "int32"), relax.const(multiplier, "float32"),
             channels=int(w.values.shape[0]), strides=[int(s) for s in conv.attrs.strides],
             dilation=[int(d) for d in conv.attrs.dilation], zero_point=out.zero_point, qmin=qmin,

@@ -20,8 +20,8 @@ register-blocked shape of a hand-written CPU kernel:
 - Depthwise/grouped convs keep TVM's loop nest: with stride 2 the NCHW input reads are
   gathers, and this tiling measured 1-3x slower than LLVM's own code for them.
 
-int8 convs in int8_dot's packed u8 x i8 form (qdq.py emits it on targets with AVX-512 VNNI)
-get int8_dot's own schedule, whose inner 16x4 products become `vpdpbusd`.
+int8 convs in int8_dot's packed form (qdq.py emits it on targets with AVX-512 VNNI or ARM
++dotprod) get int8_dot's own schedule, whose inner products become `vpdpbusd` / `sdot`.
 
 Kernels without a reduction (reshapes, elementwise) are flattened and vectorized. Outer
 loops are marked parallel (TVM's thread pool; a 1-thread run is unaffected). A PrimFunc
@@ -77,9 +77,10 @@ class CPUKernels(dl.cpu.base.CPUScheduleRule):
             return None  # a fused block, tiled by fusion.py's own schedule
         sch = s_tir.Schedule(func)
         try:
-            dot = int8_dot.find_dot_block(sch) if int8_dot.has_int8_dot(target) else None
-            if dot is not None:
-                int8_dot.schedule_int8_dot(sch, dot)
+            dot = int8_dot.dot_product_of(target)
+            block = int8_dot.find_dot_block(sch) if dot is not None else None
+            if block is not None:
+                int8_dot.schedule_int8_dot(sch, block, dot)
                 return sch
             if _schedule(sch, target):
                 return sch
@@ -103,7 +104,11 @@ def default_cpu_schedule(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         if sch is not None:
             flops = s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func}))
             # The dot-product blocks int8_dot's schedule marked become the instruction.
-            mod[gv] = int8_dot.emit_dot_products(sch.mod["main"]).with_attrs({"tirx.is_scheduled": True,
+            scheduled = sch.mod["main"]
+            dot = int8_dot.dot_product_of(target)
+            if dot is not None:
+                scheduled = int8_dot.emit_dot_products(scheduled, dot)
+            mod[gv] = scheduled.with_attrs({"tirx.is_scheduled": True,
                                                    FLOPS_ATTR: tvm.tirx.IntImm("int64", int(flops))})
     return mod
 
