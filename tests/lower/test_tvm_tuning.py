@@ -85,6 +85,17 @@ def test_a_second_model_with_the_same_conv_reuses_its_task(tuned):
     assert art.run(x)[0].shape == (1, 6, 8, 8)
 
 
+@pytest.mark.slow
+def test_a_time_budget_stops_after_the_batch_that_spends_it_and_keeps_its_records(tmp_path):
+    model = _conv_relu_net(tmp_path / "m.onnx", second_conv_channels=6)
+    lines: list[str] = []
+    summary = edgec.tune(str(model), target="x86_64-fp32", trials=1000, minutes=0.001, db=tmp_path / "db",
+                         log=lines.append)
+    assert summary["stopped_by"] == "time budget" and summary["trials"] < 1000
+    assert any("time budget spent" in line for line in lines)
+    assert summary["tuned"] >= 1 and (tmp_path / "db" / "database_tuning_record.json").read_text().strip()
+
+
 def test_zero_trials_is_a_clear_error(tmp_path):
     with pytest.raises(EdgecError, match="--trials 0: tuning needs at least 1 trial"):
         edgec.tune(str(tmp_path / "missing.onnx"), target="x86_64-fp32", trials=0, db=tmp_path / "db")
