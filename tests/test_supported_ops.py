@@ -55,11 +55,12 @@ def test_a_newly_registered_visitor_shows_up_with_its_check_text(rows):
 
 
 def test_table_says_what_the_lowering_refuses():
-    # Elu's stated condition (alpha = 1) is the check the lowering applies.
-    assert "alpha = 1" in registry.VISITORS["Elu"].conditions()
-    model = build_model([helper.make_node("Elu", ["x"], ["y"], alpha=0.5)], {"x": [1, 4]}, {"y": [1, 4]})
+    # Gelu's stated condition (approximate is 'none' or 'tanh') is the check the lowering applies.
+    assert "'none' or 'tanh'" in registry.VISITORS["Gelu"].conditions()
+    model = build_model([helper.make_node("Gelu", ["x"], ["y"], approximate="bogus", domain="")], {"x": [1, 4]},
+                        {"y": [1, 4]})
     (problem,) = unsupported_nodes(model)
-    assert problem[1] == "Elu" and "alpha" in problem[2]
+    assert problem[1] == "Gelu" and "approximate='bogus'" in problem[2]
 
 
 def test_tvm_column_follows_relax_converters(rows):

@@ -20,7 +20,7 @@ REL_TOLERANCE = 1e-5
 WITHOUT_XNNPACK = [
     "conv_stride2_pad1", "depthwise_stride2_multiplier2", "grouped_conv", "conv_transpose_k3s2p1_outpad1",
     "gemm_transA_alpha_beta", "matmul_transposed_operand", "prelu_channel", "gelu_erf_pattern", "hard_sigmoid",
-    "maxpool_k3s2p1", "avgpool_k3s2p1_exclude_pad", "avgpool_ceil", "layer_norm_last", "resize_linear_half_pixel",
+    "elu_alpha_2", "max_of_three_broadcast", "maxpool_k3s2p1", "avgpool_k3s2p1_exclude_pad", "avgpool_ceil", "layer_norm_last", "resize_linear_half_pixel",
     "resize_nearest_half_pixel", "split_sizes", "slice_negative_step", "pad_reflect",
 ]
 

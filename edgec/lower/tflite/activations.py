@@ -70,24 +70,35 @@ def _unary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> None:
     ctx.emit(op, [ctx.tensor(x, perm)], [out], options)
 
 
-def _check_elu(node: ir.Node) -> str | None:
-    """alpha = 1 (TFLite's ELU has no alpha)."""
-    if abs(attr(node, "alpha", 1.0) - 1.0) > 1e-7:
-        return f"Elu alpha={attr(node, 'alpha')}; TFLite's ELU has alpha 1"
-    return None
-
-
 # Unary ops with an int8 TFLite kernel; the others run in float between DEQUANTIZE/QUANTIZE.
 _INT8_UNARY = ("Relu", "Sigmoid", "Tanh", "HardSwish")
 
 
 @visitor(*_INT8_UNARY, int8=True)
-@visitor(*(op for op in _UNARY if op not in _INT8_UNARY and op != "Elu"))
-@visitor("Elu", check=_check_elu)
+@visitor(*(op for op in _UNARY if op not in _INT8_UNARY))
 def lower_unary(node: ir.Node, ctx: LoweringContext) -> None:
     if node.op_type == "Relu" and _clamp_by_saturation(ctx, node, 0.0, math.inf):
         return
+    alpha = float(attr(node, "alpha", 1.0)) if node.op_type == "Elu" else 1.0
+    if abs(alpha - 1.0) > 1e-7:
+        _elu_with_alpha(ctx, node, alpha)
+        return
     _unary(ctx, node, _UNARY[node.op_type])
+
+
+def _elu_with_alpha(ctx: LoweringContext, node: ir.Node, alpha: float) -> None:
+    """TFLite's ELU has alpha 1: elu_a(x) = elu(x) + (a - 1) * min(elu(x), 0), four ops XNNPACK runs."""
+    x = node.inputs[0]
+    perm = ctx.perm(x)
+    src = ctx.tensor(x, perm)
+    elu = ctx.temp_like(src, hint="elu")
+    ctx.emit("ELU", [src], [elu])
+    negative = ctx.temp_like(src, hint="negative_part")
+    ctx.emit("MINIMUM", [elu, ctx.float32(0.0, "zero")], [negative])
+    scaled = ctx.temp_like(src, hint="scaled_negative_part")
+    ctx.emit("MUL", [negative, ctx.float32(alpha - 1.0, "alpha_minus_1")], [scaled], schema.MulOptionsT())
+    out = ctx.define(node.outputs[0], perm)
+    ctx.emit("ADD", [elu, scaled], [out], schema.AddOptionsT())
 
 
 def _clamp_by_saturation(ctx: LoweringContext, node: ir.Node, lo: float, hi: float) -> bool:

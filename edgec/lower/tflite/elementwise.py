@@ -120,15 +120,13 @@ def lower_binary(ctx: LoweringContext, node: ir.Node, op: str, options=None) -> 
 
 def _check_binary(node: ir.Node) -> str | None:
     """exactly 2 inputs (numpy broadcasting)."""
-    if node.op_type in ("Max", "Min") and len(node.inputs) != 2:
-        return f"{node.op_type} with {len(node.inputs)} inputs; only 2 are lowered"
     if len(node.inputs) != 2:
         return "expects exactly 2 inputs"
     return None
 
 
 @visitor("Add", "Sub", "Mul", check=_check_binary, int8=True, dtypes=NUMERIC)
-@visitor("Div", "Max", "Min", check=_check_binary)
+@visitor("Div", check=_check_binary)
 def lower_arithmetic(node: ir.Node, ctx: LoweringContext) -> None:
     op, options_cls = _BINARY[node.op_type]
     lower_binary(ctx, node, op, options_cls() if options_cls else None)
