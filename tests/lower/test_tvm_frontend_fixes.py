@@ -75,3 +75,30 @@ def test_wrong_converter_is_refused_by_name(name, tmp_path):
         lower_tvm(onnx_model(nodes, inputs, consts, outputs), get_target("x86_64-fp32"), path)
     assert info.value.nodes[0][1] == nodes[0].op_type
     assert not path.exists()
+
+
+def test_gather_with_run_time_ids_wraps_them(tmp_path):
+    """Embedding lookup with int64 ids: negative ids mean what ONNX says; an id past the table
+    reads a row of it (wrapped), never memory outside it."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from edgec.ir import OPSET, from_proto
+    from edgec.runtimes.onnxrt import OnnxRuntime
+    from edgec.runtimes.tvmrt import TVMRuntime
+
+    table = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    graph = helper.make_graph([N("Gather", ["table", "ids"], ["y"], axis=0)], "g",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])],
+                              [numpy_helper.from_array(table, "table")])
+    model = from_proto(onnx.shape_inference.infer_shapes(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)])))
+    path = tmp_path / "gather.so"
+    lower_tvm(model, get_target("x86_64-fp32"), path)
+    runtime = TVMRuntime(path)
+    ids = np.array([[0, 9, -1], [-10, 3, 5]], np.int64)
+    (got,) = runtime.run([ids])
+    np.testing.assert_array_equal(got, OnnxRuntime.from_ir(model, optimize=False).run([ids])[0])
+    (far,) = runtime.run([np.array([[10, 25, -11], [1000003, 2, 3]], np.int64)])
+    np.testing.assert_array_equal(far, table[np.array([[0, 5, 9], [3, 2, 3]])])

@@ -10,6 +10,9 @@ rewrite can save is refused by name instead of compiling to a wrong number.
                   (edgec/lower/resize_matrices.py)
     ConvTranspose output_shape is ignored -> the equivalent pads / output_padding
     Reshape       allowzero=1 makes the shape symbolic -> dropped when no 0 is in the shape
+    Gather        run-time indices go to take(mode="fast"): a negative or out-of-range id
+                  (a token id past the vocabulary) reads outside the table -> the indices
+                  are wrapped first, Mod(ids, axis length), as the TFLite lowering does
     LayerNormalization whose mean / inv-std outputs are read (TVM returns them with the
                   wrong shape) -> ReduceMean, Sub, Mul, Sqrt, Reciprocal
     refused       zero-size tensors; Dropout and BatchNormalization in training mode (TVM
@@ -54,6 +57,8 @@ def fix_for_relax(model: ir.Model, target_name: str) -> ir.Model:
             _layer_norm_with_statistics(model.graph, node)
         elif node.op_type == "Reshape":
             node.attributes["allowzero"] = ir.AttrInt64("allowzero", 0)
+        elif node.op_type == "Gather":
+            _wrap_gather_indices(model.graph, node)
     return model
 
 
@@ -107,6 +112,10 @@ def _needs_rewrite(node: ir.Node) -> bool:
         return any(_read(v) for v in node.outputs[1:]) and static_shape(node.inputs[0]) is not None
     if node.op_type == "ConvTranspose":
         return node.attributes.get("output_shape") is not None and static_shape(node.inputs[0]) is not None
+    if node.op_type == "Gather":
+        data, indices = node.inputs[0], node.inputs[1]
+        return (const_array(indices) is None and indices.dtype in (ir.DataType.INT64, ir.DataType.INT32)
+                and static_shape(data) is not None)
     if node.op_type == "Reshape" and node.attributes.get("allowzero") is not None:
         shape = const_array(node.inputs[1])
         return bool(node.attributes["allowzero"].value) and shape is not None and 0 not in shape.tolist()
@@ -203,6 +212,21 @@ def _output_shape_as_pads(node: ir.Node) -> None:
         node.attributes.pop(key, None)
     node.attributes["pads"] = ir.AttrInt64s("pads", begins + ends)
     node.attributes["output_padding"] = ir.AttrInt64s("output_padding", extra)
+
+
+def _wrap_gather_indices(graph: ir.Graph, node: ir.Node) -> None:
+    """ids -> Mod(ids, n) (integer Mod takes the divisor's sign): in-range ids, negative ones
+    included, keep their meaning; an out-of-range id reads a row of the table, never past it."""
+    data, indices = node.inputs[0], node.inputs[1]
+    axis = _int_attr(node, "axis", 0) % len(static_shape(data))
+    base = node.name or node.outputs[0].name
+    length = _const(graph, f"{base}_axis_length",
+                    np.asarray(static_shape(data)[axis], dtype=indices.dtype.numpy()))
+    wrap = ir.node("Mod", [indices, length], attributes={"fmod": 0}, name=f"{base}_wrap_indices")
+    wrapped = wrap.outputs[0]
+    wrapped.name, wrapped.shape, wrapped.type = f"{base}_wrapped_indices", indices.shape, indices.type
+    graph.insert_before(node, [wrap])
+    node.replace_input_with(1, wrapped)
 
 
 def _layer_norm_with_statistics(graph: ir.Graph, node: ir.Node) -> None:
