@@ -18,20 +18,11 @@ from edgec.lower.tflite import build_flatbuffer
 from edgec.quantization import quantize_model
 from edgec.runtimes.child import ChildRuntimes
 from int8_lowering_faults import FAULTS
-from tflite_cases import Case, node, rand
+from tflite_cases import Case, node, rand, residual_classifier
 
 
 def _model():
-    c = 8
-    return Case(
-        [node("Conv", ["x", "w0", "b0"], ["h"], pads=[1, 1, 1, 1]), node("Relu", ["h"], ["r"]),
-         node("Conv", ["r", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),
-         node("Add", ["r", "a"], ["s"]), node("GlobalAveragePool", ["s"], ["p"]),
-         node("Flatten", ["p"], ["f"]), node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)],
-        {"x": (1, 3, 10, 10)},
-        consts={"w0": rand(c, 3, 3, 3, seed=2, scale=0.5), "b0": rand(c, seed=3, scale=0.1),
-                "w1": rand(c, c, 3, 3, seed=4, scale=0.2), "b1": rand(c, seed=5, scale=0.1),
-                "wf": rand(5, c, seed=6, scale=0.5), "bf": rand(5, seed=7, scale=0.1)}).model()
+    return residual_classifier().model()
 
 
 @pytest.fixture(scope="module")

@@ -463,6 +463,19 @@ def _rank_lift_cases() -> dict[str, Case]:
     }
 
 
+def residual_classifier(c: int = 8) -> Case:
+    """A small int8 test net: conv, ReLU, conv, residual add, global pool, classifier (1x3x10x10 input)."""
+    return Case(
+        [node("Conv", ["x", "w0", "b0"], ["h"], pads=[1, 1, 1, 1]), node("Relu", ["h"], ["r"]),
+         node("Conv", ["r", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),
+         node("Add", ["r", "a"], ["s"]), node("GlobalAveragePool", ["s"], ["p"]),
+         node("Flatten", ["p"], ["f"]), node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)],
+        {"x": (1, 3, 10, 10)},
+        consts={"w0": rand(c, 3, 3, 3, seed=2, scale=0.5), "b0": rand(c, seed=3, scale=0.1),
+                "w1": rand(c, c, 3, 3, seed=4, scale=0.2), "b1": rand(c, seed=5, scale=0.1),
+                "wf": rand(5, c, seed=6, scale=0.5), "bf": rand(5, seed=7, scale=0.1)})
+
+
 CASES: dict[str, Case] = {
     **_conv_cases(), **_linear_cases(), **_elementwise_cases(), **_pool_cases(), **_shape_cases(),
     **_norm_cases(), **_resize_cases(), **_rank_lift_cases(),

@@ -72,8 +72,9 @@ def lower_gather(node: ir.Node, ctx: LoweringContext) -> None:
     ctx.emit("RESHAPE", [sliced, ctx.int32(layout.permute(ctx.shape(node.outputs[0]), out_perm))], [out])
 
 
-def _gather_run_time(ctx: LoweringContext, node: ir.Node, axis: int) -> None:
-    data, indices = node.inputs[0], node.inputs[1]
+def _wrapped_run_time_ids(ctx: LoweringContext, indices: ir.Value, axis_length: int) -> int:
+    """Run-time ids as int32 in [0, axis_length): TFLite's gathers take int32, and FLOOR_MOD
+    gives negative ids ONNX's meaning (counted from the end)."""
     ids = ctx.tensor(indices)
     id_shape = static_shape(indices)
     if numpy_dtype(indices) != np.int32:
@@ -82,7 +83,13 @@ def _gather_run_time(ctx: LoweringContext, node: ir.Node, axis: int) -> None:
                                                                  outDataType=tensor_type(np.int32)))
         ids = narrowed
     wrapped = ctx.temp(id_shape, np.int32, hint="ids_wrapped")
-    ctx.emit("FLOOR_MOD", [ids, ctx.int32(ctx.shape(data)[axis], "axis_length")], [wrapped])
+    ctx.emit("FLOOR_MOD", [ids, ctx.int32(axis_length, "axis_length")], [wrapped])
+    return wrapped
+
+
+def _gather_run_time(ctx: LoweringContext, node: ir.Node, axis: int) -> None:
+    data, indices = node.inputs[0], node.inputs[1]
+    wrapped = _wrapped_run_time_ids(ctx, indices, ctx.shape(data)[axis])
     out = ctx.define(node.outputs[0])
     ctx.emit("GATHER", [ctx.tensor(data), wrapped], [out], schema.GatherOptionsT(axis=axis))
 
@@ -103,14 +110,7 @@ def lower_gather_elements(node: ir.Node, ctx: LoweringContext) -> None:
     if constant is not None:
         ids = ctx.int32(np.where(constant < 0, constant + axis_length, constant).reshape(*id_shape, 1), "ids")
     else:
-        ids = ctx.tensor(indices)
-        if numpy_dtype(indices) != np.int32:
-            narrowed = ctx.temp(id_shape, np.int32, hint="ids_int32")
-            ctx.emit("CAST", [ids], [narrowed], schema.CastOptionsT(inDataType=tensor_type(numpy_dtype(indices)),
-                                                                     outDataType=tensor_type(np.int32)))
-            ids = narrowed
-        wrapped = ctx.temp(id_shape, np.int32, hint="ids_wrapped")
-        ctx.emit("FLOOR_MOD", [ids, ctx.int32(axis_length, "axis_length")], [wrapped])
+        wrapped = _wrapped_run_time_ids(ctx, indices, axis_length)
         ids = ctx.temp((*id_shape, 1), np.int32, hint="ids_column")
         ctx.emit("RESHAPE", [wrapped, ctx.int32((*id_shape, 1))], [ids])
     # Coordinates [..., rank]: every other axis's coordinate is the element's own position there.
