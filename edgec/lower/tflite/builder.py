@@ -116,8 +116,9 @@ class TFLiteGraph:
 
     def add_const(self, array: np.ndarray, name: str,
                   quantization: schema.QuantizationParametersT | None = None) -> int:
-        """A constant tensor; identical unquantized constants share one tensor."""
-        array = np.ascontiguousarray(array)
+        """A constant tensor; identical unquantized constants share one tensor. A 0-d array stays
+        rank 0 (np.ascontiguousarray would make it [1], and [] op [1] runs as [1])."""
+        array = np.require(array, requirements="C")
         key = None
         # Hashing is for the many small shared constants (shapes, axes, scalars); a weight is
         # requested once per layout (the context caches those), and hashing BERT's tables cost seconds.

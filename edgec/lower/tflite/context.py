@@ -286,7 +286,7 @@ class LoweringContext:
     def const_tensor(self, array: np.ndarray, hint: str = "const",
                      quantization: schema.QuantizationParametersT | None = None) -> int:
         base = node_label(self.node) if self.node is not None else "const"
-        return self.graph.add_const(np.ascontiguousarray(array), f"{base}/{hint}", quantization=quantization)
+        return self.graph.add_const(array, f"{base}/{hint}", quantization=quantization)
 
     def int32(self, values: Sequence[int] | np.ndarray, hint: str = "shape") -> int:
         return self.const_tensor(np.asarray(values, dtype=np.int32), hint)

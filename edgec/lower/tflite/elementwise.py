@@ -74,10 +74,6 @@ def operand(ctx: LoweringContext, value: ir.Value, out_rank: int, perm: Perm,
         dtype = numpy_dtype(value)
         dtype = np.float32 if np.issubdtype(dtype, np.floating) else dtype
         data = layout.const_in_layout(array.astype(dtype), out_rank, perm)
-        if out_rank == 0:
-            # A scalar op stays rank 0: the shared-constant path stores a 0-d array as [1]
-            # (np.ascontiguousarray), and [] op [1] broadcasts to a [1] output at run time.
-            return ctx.graph.add_tensor(f"{node_label(ctx.node)}/{value.name}", (), dtype, data=data)
         return ctx.const_tensor(data, value.name)
     shape = ctx.shape(value)
     if len(shape) == out_rank:
