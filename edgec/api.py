@@ -131,8 +131,8 @@ def tune(
     summary: tasks, tuned, trials, seconds and one row per task (best seconds before/after)."""
     from edgec.lower.tvm.tuning import check_budget, tune_model
     from edgec.lower.tvm.tuning_db import check_db_dir, default_db_dir
-    from edgec.passes import fix_input_shapes, run_passes
-    from edgec.pipeline import _quantize
+    from edgec.passes import fix_input_shapes
+    from edgec.pipeline import prepare_for_lowering
 
     log = log or print
     registry = load_registry(devices)
@@ -146,10 +146,8 @@ def tune(
     imported = load_model(model, example_inputs=example_inputs, input_shapes=normalize_input_shapes(input_shapes),
                           allow_pickle=allow_pickle)
     ir_model = fix_input_shapes(imported.model, normalize_input_shapes(input_shapes) or {})
-    ir_model, _ = run_passes(ir_model, list(tgt.passes))
-    if tgt.is_integer:
-        ir_model, _, _ = _quantize(ir_model, tgt, QuantizeRequest(calibration=calibration), log)
-    return tune_model(ir_model, tgt, registry, db, trials=trials, minutes=minutes, device=device, log=log)
+    prepared = prepare_for_lowering(ir_model, tgt, tgt.formats, QuantizeRequest(calibration=calibration), log)
+    return tune_model(prepared.model, tgt, registry, db, trials=trials, minutes=minutes, device=device, log=log)
 
 
 def _with_tuning_db(target, db):

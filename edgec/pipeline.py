@@ -87,28 +87,16 @@ def compile_imported(
         if fmt not in target.formats:
             raise EdgecError(f"target '{target.name}' does not produce '{fmt}' (it makes {', '.join(target.formats)})")
 
-    t = time.perf_counter()
     model = fix_input_shapes(imported.model, input_shapes or {})
     reference_model = clone(model)  # the float graph as imported: what every artifact must compute
-    log(f"running {len(target.passes)} passes")
-    model, pass_records = run_passes(model, list(target.passes), on_progress=log)
-    timings["passes_s"] = time.perf_counter() - t
-
-    if target.is_integer and "tflite" in formats:
-        # TFLite's convolutions and pools are 2-D: 1-D/3-D ones become 2-D ones between Reshapes
-        # (exact in float) before quantizing, so the QDQ graph every artifact is checked against
-        # has the ops the file will have (a float graph is lifted inside the TFLite lowering).
-        model = lift_ranks(model)
-    quant_info = None
-    float_model = model
+    prepared = prepare_for_lowering(model, target, formats, quantize, log, timings)
+    model, float_model, pass_records = prepared.model, prepared.float_model, prepared.pass_records
+    quant_info, calib = prepared.quant_info, prepared.calibration
     inputs = [sample_inputs(reference_model, seed=i) for i in range(samples)]
     if imported.example_inputs is not None:
         inputs[0] = [np.asarray(a, dtype=s[2]) for a, s in zip(imported.example_inputs, input_specs(reference_model))]
     if target.is_integer:
-        t = time.perf_counter()
-        model, quant_info, calib = _quantize(model, target, quantize or QuantizeRequest(), log)
         ranges = quant_info.pop("ranges")
-        timings["quantize_s"] = time.perf_counter() - t
         if calib is not None and not calib.is_random:
             # Real data says more than random inputs about a quantized model (top-1 agreement above all).
             inputs = calib.samples[-samples:]
@@ -148,6 +136,37 @@ def compile_imported(
     atomic_write_text(report_path, json.dumps(json_safe(report), indent=2))
     return Artifact(target=target, paths={f: p for f, p in paths.items() if f in formats}, report=report,
                     report_path=report_path)
+
+
+@dataclasses.dataclass
+class Prepared:
+    model: ir.Model              # what the lowerings receive (QDQ-annotated for integer targets)
+    float_model: ir.Model        # after the passes, before quantization
+    pass_records: list
+    quant_info: dict | None
+    calibration: Any
+
+
+def prepare_for_lowering(model: ir.Model, target: Target, formats, quantize: QuantizeRequest | None, log: Log,
+                         timings: dict[str, float] | None = None) -> Prepared:
+    """The graph the lowerings receive: the target's passes, then (integer targets) quantization.
+    Shared by compile and tune, so tuning sees exactly the kernels a compile builds."""
+    timings = timings if timings is not None else {}
+    t = time.perf_counter()
+    log(f"running {len(target.passes)} passes")
+    model, pass_records = run_passes(model, list(target.passes), on_progress=log)
+    timings["passes_s"] = time.perf_counter() - t
+    if target.is_integer and "tflite" in formats:
+        # TFLite's convolutions and pools are 2-D: 1-D/3-D ones become 2-D ones between Reshapes
+        # (exact in float) before quantizing, so the QDQ graph every artifact is checked against
+        # has the ops the file will have (a float graph is lifted inside the TFLite lowering).
+        model = lift_ranks(model)
+    float_model, quant_info, calib = model, None, None
+    if target.is_integer:
+        t = time.perf_counter()
+        model, quant_info, calib = _quantize(model, target, quantize or QuantizeRequest(), log)
+        timings["quantize_s"] = time.perf_counter() - t
+    return Prepared(model, float_model, pass_records, quant_info, calib)
 
 
 def _quantize(model: ir.Model, target: Target, request: QuantizeRequest, log: Log):
