@@ -91,31 +91,21 @@ def _board(target: Target, registry: Registry, device: str | None) -> Device:
 
 
 def _tracker(board: Device) -> tuple[str, int]:
-    tracker = str(board.options.get("tracker", ""))
-    host, _, port = tracker.rpartition(":")
-    if not host or not port.isdigit() or not board.options.get("key"):
+    from edgec.runtimes.rpc import parse_address
+
+    if not board.options.get("tracker") or not board.options.get("key"):
         raise EdgecError(f"device '{board.name}' needs tracker: HOST:PORT and key: in devices.yaml "
-                         f"(has tracker {tracker!r}, key {board.options.get('key')!r})")
-    return host, int(port)
+                         f"(has tracker {board.options.get('tracker')!r}, key {board.options.get('key')!r})")
+    return parse_address(str(board.options["tracker"]))
 
 
 def _require_reachable(board: Device, host: str, port: int, target: Target) -> None:
-    from tvm import rpc
-
-    what = (f"no {target.arch} board is reachable to tune '{target.name}': device '{board.name}' "
-            f"(tracker {host}:{port}, key {board.options['key']})")
-    import socket
+    from edgec.runtimes.rpc import tracker_status
 
     try:
-        # A plain connect first: TVM's connect_tracker retries for a minute before giving up.
-        socket.create_connection((host, port), timeout=5).close()
-        summary = rpc.connect_tracker(host, port).summary()
-    except Exception as exc:  # noqa: BLE001
-        raise EdgecError(f"{what}: the tracker does not answer ({str(exc).splitlines()[0][:200]}); start "
-                         f"`python -m tvm.exec.rpc_tracker --port {port}` and the board's rpc_server — "
-                         "nothing was tuned") from None
-    free = {k: v.get("free", 0) for k, v in (summary.get("queue_info") or {}).items()}
-    if free.get(board.options["key"], 0) < 1 and not any(
-            s.get("key", "").startswith(f"server:{board.options['key']}") for s in summary.get("server_info", [])):
-        raise EdgecError(f"{what}: the tracker answers but no server is registered under that key "
-                         "(run the board's rpc_server with --tracker and --key) — nothing was tuned")
+        ok, why = tracker_status(f"{host}:{port}", board.options["key"], timeout_s=5)
+    except Exception as exc:  # noqa: BLE001 - a port that answers but is no TVM tracker
+        ok, why = False, f"the tracker does not answer ({str(exc).splitlines()[0][:200]})"
+    if not ok:
+        raise EdgecError(f"no {target.arch} board is reachable to tune '{target.name}': device '{board.name}': "
+                         f"{why} — nothing was tuned")
