@@ -140,7 +140,10 @@ def test_report_and_signature_describe_the_artifact(tmp_path):
     path = tmp_path / "m.so"
 
     assert report["path"] == str(path) and report["size_bytes"] == path.stat().st_size
-    assert report["relax_ops"] == {"relax.nn.conv2d": 1, "relax.nn.relu": 1, "relax.split": 1}
+    # Float convs run channels-last (pipeline.CHANNELS_LAST): the input and the weights are
+    # transposed to NHWC/HWIO, each of the two outputs back to NCHW.
+    assert report["relax_ops"] == {"relax.nn.conv2d": 1, "relax.nn.relu": 1, "relax.split": 1,
+                                   "relax.permute_dims": 4}
     assert report["relax_functions"] == 1 and report["prim_funcs"] >= 1
     assert set(report["stage_seconds"]) == set(RELAX_STAGES)
     assert report["tvm_target"]["kind"] == "llvm" and report["compile_seconds"] > 0

@@ -3,21 +3,24 @@
 TVM 0.27 ships no conv schedules for CPU: dlight's CPU rules are GEMV and Reduction only,
 TOPI's x86/arm schedules went with TE scheduling, and the wheel has no DNNL/BLAS offload.
 Legalized PrimFuncs therefore run as naive loop nests (MobileNet v2: ~20x XNNPACK's time).
-This rule gives every kernel with one reduction (dense conv2d, matmul, pooling, mean) the
-register-blocked shape of a hand-written CPU kernel:
+This rule gives every kernel with one reduction (dense and depthwise conv2d, matmul,
+pooling, mean) the register-blocked shape of a hand-written CPU kernel:
 
-    n, c_outer, [h], w_outer, reduction loops..., c_inner (unrolled), w_inner (vectorized)
+    outer spatial loops..., reduction loops..., rows (unrolled), vector (vectorized)
 
-- w_inner runs over the innermost non-unit output axis (W in NCHW, contiguous), a
-  power-of-two width: odd-width LLVM vectors (<28 x float> for W=28) measured 10x slower.
-- c_inner blocks the output-channel axis: each of its rows is one vector accumulator, so
-  one input vector load feeds c_inner FMAs. The c_inner x w_inner tile accumulates in a
+- vector runs over the innermost non-unit output axis, a power-of-two width (odd-width LLVM
+  vectors, <28 x float> for W=28, measured 10x slower). Float convs reach here channels-last
+  (pipeline.CHANNELS_LAST): the vector is output channels, contiguous in the output and in
+  the HWIO weights, two registers wide; rows are output columns (W), each one vector
+  accumulator fed by one broadcast input value. NCHW convs (int8, block fusion) vectorize
+  over W and take output channels as rows: one input vector load feeds one FMA per row.
+  Matmul: the vector over columns, rows over rows. The rows x vector tile accumulates in a
   local buffer (registers once LLVM promotes it) and is stored once per tile.
-- The epilogue (bias, ReLU6, residual add) is inlined into one block and runs per channel
+- The epilogue (bias, ReLU6, residual add) is inlined into one block and runs per row
   block, while that block's output is in cache.
 - Padding stays its own pass (inlined, its bounds checks would sit in the innermost loop),
-  as TVM wrote it: parallel+vectorized, it measured slower.
-- Depthwise/grouped convs keep TVM's loop nest: with stride 2 the NCHW input reads are
+  except before a strided channels-last conv, whose padded input is mostly never read.
+- NCHW depthwise/grouped convs keep TVM's loop nest: with stride 2 the NCHW input reads are
   gathers, and this tiling measured 1-3x slower than LLVM's own code for them.
 
 int8 convs in int8_dot's packed form (qdq.py emits it on targets with AVX-512 VNNI or ARM
@@ -28,8 +31,8 @@ loops are marked parallel (TVM's thread pool; a 1-thread run is unaffected). A P
 the rule cannot transform (e.g. softmax's two reductions) is left as it was. A tuning
 database replaces these schedules task by task.
 
-Measured on MobileNet v2 224 fp32 (this 2-core Xeon, 1 thread, kernels timed one by one,
-x86-64-v4): 227 ms of kernel time untouched -> 43 ms with this rule.
+Measured on MobileNet v2 224 fp32 (this 2-core Xeon, 1 thread, `edgec analyze`): 227 ms of
+kernel time untouched -> 43 ms with this rule on NCHW -> 15 ms channels-last.
 """
 
 from __future__ import annotations
@@ -125,12 +128,13 @@ def _schedule(sch: s_tir.Schedule, target) -> bool:
             _vectorize_injective(sch, info.block_rv, target)
         return True
     red = reductions[0]
-    if _is_depthwise(sch.get(red.block_rv)):
+    if _is_depthwise(sch.get(red.block_rv)) and not _channels_last(sch.get(red.block_rv)):
         return False
     index = next(i for i, b in enumerate(blocks) if b.block_rv.same_as(red.block_rv))
     producers, consumers = blocks[:index], blocks[index + 1:]
+    red_stmt = sch.get(red.block_rv)
     for info in producers:  # input copies are inlined; padding stays a separate pass
-        if not _has_if_then_else(sch, info.block_rv):
+        if not _has_if_then_else(sch, info.block_rv) or _pad_worth_inlining(sch.get(info.block_rv), red_stmt):
             _try(sch.compute_inline, info.block_rv)
     epilogue = None
     if consumers:
@@ -160,11 +164,13 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
     rank = len(stmt.writes[0].region)
     lanes = vector_lanes(target, _dtype_bits(sch, block))
 
-    # 4-D NCHW output: channels are dim 1; 2-D (matmul): rows are dim 0.
-    channel_dim = 1 if rank == 4 else 0 if rank == 2 else None
+    # The register block's rows: 4-D NCHW output: channels (dim 1); NHWC (its innermost axis,
+    # the output channels, also indexes the weights): width (dim 2); 2-D (matmul): rows (dim 0).
     position = {d: k for k, d in enumerate(dims)}
     vector_k = max(range(len(dims)), key=lambda k: dims[k])  # innermost output dimension
-    w_factor = _vector_factor(_extent(sch, spatial[vector_k]), lanes)
+    channels_last = _indexes_weights(stmt, stmt.iter_vars[vector_k].var)
+    channel_dim = (2 if channels_last else 1) if rank == 4 else 0 if rank == 2 else None
+    w_factor = _vector_factor(_extent(sch, spatial[vector_k]), lanes * (2 if channels_last else 1))
     w_outer, w_inner = sch.split(spatial[vector_k], [None, w_factor])
     outer = list(spatial)
     outer[vector_k] = w_outer
@@ -199,6 +205,34 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
         sch.parallel(parallel[0])
     if reduction:
         sch.decompose_reduction(block, reduction[0])
+
+
+def _pad_worth_inlining(pad, conv) -> bool:
+    """Channels-last padding read by a strided conv: written out, the padded input is several
+    times the output, and the conv reads only a quarter of it (stride 2). Measured on MobileNet
+    v2's stride-2 depthwise convs: 1.4-2x faster inlined; stride 1 ran 1.2x slower inlined."""
+    if not _channels_last(conv):
+        return False
+    return _elements(pad.writes[0].source) > 2 * _elements(conv.writes[0].source)
+
+
+def _elements(buffer) -> int:
+    n = 1
+    for d in buffer.shape:
+        n *= int(d) if isinstance(d, tirx.IntImm) else 1
+    return n
+
+
+def _indexes_weights(stmt, var) -> bool:
+    """Whether `var` indexes the block's second operand (a conv's weights, a matmul's B)."""
+    return len(stmt.reads) >= 2 and any(_uses(r.min, var) for r in stmt.reads[1].region)
+
+
+def _channels_last(stmt) -> bool:
+    """A 4-D output whose innermost iterator (NHWC's channels) also indexes the weights."""
+    region = stmt.writes[0].region
+    inner = region[-1].min if len(region) == 4 else None
+    return isinstance(inner, tirx.Var) and _indexes_weights(stmt, inner)
 
 
 def _is_depthwise(stmt) -> bool:
