@@ -109,11 +109,14 @@ def tune(
     table = Table(title=f"tuned {summary['tuned']}/{summary['tasks']} tasks for {summary['target']} "
                         f"({summary['trials']} trials, {summary['seconds']:.0f} s, stopped by {summary['stopped_by']})",
                   title_justify="left")
-    for col in ("task", "calls", "trials", "before (us)", "best (us)"):
+    # before: the database's best when this run started; default: edgec's default schedule,
+    # measured by this run (a record like any candidate, so best is never slower than it).
+    for col in ("task", "calls", "trials", "before (us)", "default (us)", "best (us)"):
         table.add_column(col)
     for r in summary["rows"]:
         us = lambda s: f"{s * 1e6:.1f}" if s is not None else "-"  # noqa: E731
-        table.add_row(r["task"], str(r["calls"]), str(r["trials"]), us(r["before_seconds"]), us(r["best_seconds"]))
+        table.add_row(r["task"], str(r["calls"]), str(r["trials"]), us(r["before_seconds"]),
+                      us(r.get("default_seconds")), us(r["best_seconds"]))
     out.print(table)
     out.print(f"records: {summary['db']} (edgec compile ... --target {summary['target']} --tuning-db {summary['db']})",
               soft_wrap=True)

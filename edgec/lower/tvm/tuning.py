@@ -32,6 +32,7 @@ from edgec.lower.tvm.importer import import_onnx
 from edgec.lower.tvm.measure import InProcessBuilder, make_runner, remove_artifact
 from edgec.lower.tvm.pipeline import relax_pipeline, run_stages, tvm_target_of
 from edgec.lower.tvm.tuning_db import best_seconds, check_db_dir, open_database
+from edgec.lower.tvm.tuning_seed import instruction_kernels, seed_default_schedules
 from edgec.targets import Registry, Target
 
 Log = Callable[[str], None]
@@ -63,14 +64,19 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
     mod = _legalized(model, target, tvm_target)
     tasks = ms.relax_integration.extract_tasks(mod, tvm_target)
     tasks = [t for t in tasks if not t.mod.attrs.get("tirx.is_scheduled", False)]
+    on_instructions = instruction_kernels(tasks, tvm_target)
+    tasks = [t for t in tasks if t.task_name not in on_instructions]
     if not tasks:
         raise EdgecError(f"the model has no kernels to tune for '{target.name}' (all are already scheduled)")
     database = open_database(db_dir)
     before = {t.task_name: best_seconds(database, t.dispatched[0]["main"]) for t in tasks}
     log(f"{len(tasks)} tasks, {sum(v is not None for v in before.values())} already in {db_dir}; "
-        f"measuring on {where}")
+        f"measuring on {where}"
+        + (f"; {len(on_instructions)} int8 kernel(s) keep their dot-product schedule" if on_instructions else ""))
 
     tune_target = _with_cores(tvm_target)
+    builder = InProcessBuilder()
+    seeded = seed_default_schedules(tasks, database, builder, runner, tvm_target, tune_target, log)
     contexts = [
         ms.TuneContext(mod=t.dispatched[0], target=tune_target, space_generator="post-order-apply",
                        search_strategy=_search(), task_name=t.task_name, rand_state=i, num_threads=1,
@@ -86,7 +92,7 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
         ms.tune_tasks(
             tasks=contexts, task_weights=[float(t.weight) for t in tasks], work_dir=str(db_dir),
             max_trials_global=trials, num_trials_per_iter=per_iter,
-            builder=InProcessBuilder(), runner=runner, database=database, cost_model=_cost_model(),
+            builder=builder, runner=runner, database=database, cost_model=_cost_model(),
             measure_callbacks=[*ms.MeasureCallback.create("default"), progress.callback()],
         )
     except EdgecError:
@@ -99,10 +105,12 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
                 from exc
     after = {t.task_name: best_seconds(database, t.dispatched[0]["main"]) for t in tasks}
     rows = [{"task": t.task_name, "calls": int(t.weight), "before_seconds": before[t.task_name],
+             "default_seconds": seeded.get(t.task_name),
              "best_seconds": after[t.task_name], "trials": progress.trials.get(t.task_name, 0)} for t in tasks]
     return {
         "target": target.name, "db": str(db_dir), "measured_on": where,
         "tasks": len(tasks), "tuned": sum(r["best_seconds"] is not None for r in rows),
+        "seeded_with_default": len(seeded), "dot_product_kernels": len(on_instructions),
         "trials": sum(progress.trials.values()), "seconds": time.perf_counter() - started,
         "stopped_by": "time budget" if progress.out_of_time else "trial budget",
         "rows": rows,
