@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.errors import EdgecError
+from edgec.runtimes.placement import why_not_on_this_cpu
 from edgec.targets import Target, host_arch
 
 # Artifact file suffix per format.
@@ -72,6 +73,9 @@ class Artifact:
                 f"no {fmt or 'host-runnable'} artifact for target '{self.target.name}' "
                 f"(have: {', '.join(self.paths) or 'none'})"
             )
+        lacking = why_not_on_this_cpu(self.target) if fmt != "tflite" else None
+        if lacking:
+            raise EdgecError(f"the {fmt} artifact for '{self.target.name}' cannot run here: {lacking.removeprefix('not run: ')}")
         if not runs_on_host(fmt, self.target):
             raise EdgecError(
                 f"the {fmt} artifact is built for {self.target.arch}; this host is {host_arch()}. "

@@ -1,7 +1,8 @@
 """Where verification runs an artifact: this host, a device the target lists in `runs_on`, or
 nowhere (with the reason, e.g. "not run: no GPU").
 
-    TFLite, or a .so for this host's arch   -> the host runtime (LiteRT, TVM)
+    TFLite, or a .so for this host's arch   -> the host runtime (LiteRT, TVM), when this CPU
+                                               has the .so's features (cpu_features.py)
     a CUDA .so (arch cuda)                  -> TVM's CUDA runtime on a `kind: cuda` device
                                                (gpu0) when a GPU is there
     a .so for another arch (arm64)          -> a `kind: qemu` device (qemu-arm64) when it is
@@ -18,12 +19,26 @@ from typing import Sequence
 
 import numpy as np
 
+from edgec.runtimes.cpu_features import missing_flags
 from edgec.targets import Target, host_arch, load_registry
 
 
 def runs_on_this_host(fmt: str, target: Target) -> bool:
-    """A host runtime (LiteRT, TVM's CPU runtime) loads this artifact."""
-    return fmt == "tflite" or (target.arch == host_arch() and target.tvm_target.get("kind", "llvm") == "llvm")
+    """A host runtime (LiteRT, TVM's CPU runtime) loads and runs this artifact: TFLite, or a
+    CPU .so for this arch whose instruction-set features (AVX-512, VNNI) this CPU has."""
+    return fmt == "tflite" or (target.arch == host_arch() and target.tvm_target.get("kind", "llvm") == "llvm"
+                               and not missing_flags(target.tvm_target))
+
+
+def why_not_on_this_cpu(target: Target) -> str | None:
+    """For a .so of this host's arch that this CPU cannot execute: which features it lacks."""
+    if target.arch != host_arch() or target.tvm_target.get("kind", "llvm") != "llvm":
+        return None
+    missing = missing_flags(target.tvm_target)
+    if not missing:
+        return None
+    return (f"not run: target '{target.name}' uses {', '.join(missing)}, which this host's CPU lacks "
+            "(it would die of an illegal instruction); verify on a machine that has them")
 
 
 def verification_runtime(fmt: str, path: str | Path, target: Target):
@@ -32,6 +47,9 @@ def verification_runtime(fmt: str, path: str | Path, target: Target):
 
     if runs_on_this_host(fmt, target):
         return open_runtime(path), "host"
+    lacking = why_not_on_this_cpu(target)
+    if lacking:
+        return None, lacking
     devices = _listed_devices(target)
     if target.arch == "cuda":
         from edgec.bench.devices import cuda_status

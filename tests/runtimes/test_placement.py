@@ -9,6 +9,7 @@ from onnx import TensorProto, helper
 
 from edgec.bench.devices import cuda_status
 from edgec.lower.tvm import lower_tvm
+from edgec.runtimes import cpu_features
 from edgec.runtimes.placement import run_all, verification_runtime
 from edgec.runtimes.qemu import qemu_status
 from edgec.targets import get_target
@@ -50,3 +51,33 @@ def test_a_cuda_library_without_a_gpu_is_not_run(tmp_path):
         pytest.skip("a GPU is here: scripts/cuda_check.py verifies there")
     runtime, why = verification_runtime("tvm", tmp_path / "m.so", get_target("cuda-fp32"))
     assert runtime is None and why.startswith("not run: no GPU")
+
+
+def test_an_avx512_library_is_not_run_on_a_cpu_without_avx512(tmp_path, monkeypatch):
+    target = get_target("x86_64-fp32-avx512")
+    assert "avx512f" in cpu_features.required_flags(target.tvm_target)
+    lower_tvm(_tiny_model(), target, tmp_path / "m.so")
+    # An AVX2-only CPU (e.g. Zen 3): the .so would die of SIGILL there, so it is not run.
+    monkeypatch.setattr(cpu_features, "host_flags", lambda: frozenset({"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"}))
+    runtime, why = verification_runtime("tvm", tmp_path / "m.so", target)
+    assert runtime is None and "avx512f" in why and "x86_64-fp32-avx512" in why
+    assert verification_runtime("tvm", tmp_path / "m.so", get_target("x86_64-fp32"))[1] == "host"
+
+
+def test_vnni_needs_the_cpuinfo_flag_not_the_llvm_spelling():
+    missing_flags = cpu_features.missing_flags
+    vnni = get_target("x86_64-int8-vnni").tvm_target
+    assert missing_flags(vnni, frozenset({"avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw"})) == ["avx512_vnni"]
+    assert missing_flags(vnni, frozenset({"avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512_vnni"})) == []
+    assert missing_flags(get_target("arm64-fp32").tvm_target, frozenset()) == []
+
+
+@pytest.mark.skipif(bool(cpu_features.missing_flags(get_target("x86_64-fp32-avx512").tvm_target)),
+                    reason="this CPU has no AVX-512")
+def test_the_avx512_library_matches_the_reference_where_the_cpu_has_avx512(tmp_path):
+    target = get_target("x86_64-fp32-avx512")
+    lower_tvm(_tiny_model(), target, tmp_path / "m.so")
+    runtime, where = verification_runtime("tvm", tmp_path / "m.so", target)
+    assert where == "host"
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(runtime.run([x])[0], _reference(x), rtol=1e-5, atol=1e-6)
