@@ -89,7 +89,8 @@ def compare_with_reference(qdq, info, path, target=TARGET) -> tuple[dict, float,
 
 
 def rewritten(qdq) -> tvm.IRModule:
-    return legalize_qdq()(import_onnx(to_proto(qdq), TARGET.name))
+    with tvm.target.Target(dict(TARGET.tvm_target)):  # as lower_tvm runs it: the rewrite reads the target
+        return legalize_qdq()(import_onnx(to_proto(qdq), TARGET.name))
 
 
 def calls(mod: tvm.IRModule, op_name: str) -> list[relax.Call]:
@@ -130,6 +131,10 @@ CASES = {
     "conv_depthwise": (
         [N("Conv", ["x", "w", "b"], ["y"], group=8, pads=[1, 1, 1, 1])],
         X, {"w": weights(8, 1, 3, 3), "b": weights(8, 1, seed=2).ravel()}, 1, 0),
+    "conv_depthwise_strided_relu6": (  # channels-last on CPUs; stride 2 inlines the padding
+        [N("Conv", ["x", "w", "b"], ["c"], group=8, pads=[1, 1, 1, 1], strides=[2, 2]),
+         N("Clip", ["c", "lo", "hi"], ["y"])],
+        X, {"w": weights(8, 1, 3, 3), "b": weights(8, 1, seed=6).ravel(), **RELU6}, 1, 0),
     "conv_grouped_dilated": (
         [N("Conv", ["x", "w", "b"], ["y"], group=2, dilations=[2, 2], pads=[2, 2, 2, 2])],
         X, {"w": weights(6, 4, 3, 3), "b": weights(6, 1, seed=3).ravel()}, 1, 0),
@@ -169,6 +174,19 @@ def test_padding_inserts_the_activation_zero_point(tmp_path):
     (conv,) = calls(rewritten(qdq), "relax.nn.conv2d")
     assert float(pad.attrs.pad_value) == zero_point and dtype(pad) == "int8"
     assert [int(p) for p in conv.attrs.padding] == [0, 0, 0, 0]
+
+
+def test_depthwise_convs_run_channels_last_on_cpus(tmp_path):
+    nodes, inputs, consts, _, _ = CASES["conv_depthwise"]
+    qdq, _ = quantize(float_model(nodes, inputs, consts))
+    (conv,) = calls(rewritten(qdq), "relax.nn.conv2d")
+    assert (conv.attrs.data_layout, conv.attrs.kernel_layout) == ("NHWC", "HWIO") and dtype(conv) == "int32"
+    (pad,) = calls(rewritten(qdq), "relax.nn.pad")
+    assert [int(p) for p in pad.attrs.pad_width][-2:] == [0, 0]  # channels are not padded: NHWC
+    dense_nodes, dense_inputs, dense_consts, _, _ = CASES["conv_bias_relu6_padded"]
+    dense, _ = quantize(float_model(dense_nodes, dense_inputs, dense_consts))
+    (dense_conv,) = calls(rewritten(dense), "relax.nn.conv2d")
+    assert dense_conv.attrs.data_layout == "NCHW"
 
 
 def test_fused_relu6_is_the_requantization_clamp(tmp_path):
