@@ -84,7 +84,9 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
         for i, t in enumerate(tasks)
     ]
     deadline = started + minutes * 60 if minutes else None
-    progress = _Progress(tasks, before, deadline, log)
+    # "best so far" starts from the database's best, the default schedule's record included.
+    progress = _Progress(tasks, {t.task_name: _min(before[t.task_name], seeded.get(t.task_name)) for t in tasks},
+                         deadline, log)
     # Every task gets a first batch when trials allow; batches of 16 at most, so a wall-time
     # budget (checked after each batch) is kept within a batch's time on a small machine.
     per_iter = max(4, min(16, trials // len(tasks)))
@@ -115,6 +117,11 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
         "stopped_by": "time budget" if progress.out_of_time else "trial budget",
         "rows": rows,
     }
+
+
+def _min(*values):
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
 
 
 def _import_cpu_tensor_intrinsics() -> None:

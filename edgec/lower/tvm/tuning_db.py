@@ -101,7 +101,8 @@ def time_shares(rows: list[dict]) -> dict:
 
     Tuned kernels: their record's measured median x calls. Untuned kernels have no
     measurement in the database; their time is estimated from their FLOPs at the tuned
-    kernels' overall FLOP rate (None when nothing is tuned: no rate to scale by)."""
+    kernels' overall FLOP rate (None when nothing is tuned, or for a kernel without FLOPs:
+    nothing to scale by)."""
     tuned = [r for r in rows if r["tuned"]]
     tuned_s = sum(r["record_seconds"] * r["calls"] for r in tuned)
     tuned_flops = sum(r["flops"] * r["calls"] for r in tuned)
@@ -110,7 +111,8 @@ def time_shares(rows: list[dict]) -> dict:
         if r["tuned"]:
             r["est_seconds"] = r["record_seconds"] * r["calls"]
         else:
-            r["est_seconds"] = r["flops"] * r["calls"] / rate if rate else None
+            # A kernel without FLOPs (a transpose, a pad) has nothing to scale: not estimated.
+            r["est_seconds"] = r["flops"] * r["calls"] / rate if rate and r["flops"] > 0 else None
     total = sum(r["est_seconds"] for r in rows if r["est_seconds"] is not None)
     for r in rows:
         r["time_share"] = r["est_seconds"] / total if total and r["est_seconds"] is not None else None
