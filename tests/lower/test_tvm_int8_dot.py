@@ -56,6 +56,9 @@ DOT_CASES = {
     "conv_bias_relu6_padded": CASES["conv_bias_relu6_padded"][:3],
     "conv_strided_no_bias_relu": CASES["conv_strided_no_bias_relu"][:3],
     "conv_then_global_average_pool": CASES["conv_then_global_average_pool"][:3],
+    # A 2-D Gemm/MatMul with constant weights runs as a 1x1 dot-product conv (counted as one).
+    "gemm": CASES["gemm"][:3],
+    "gemm_transposed_weight_relu": CASES["gemm_transposed_weight_relu"][:3],
     "conv_3_to_24_channels_strided_dilated": (
         [N("Conv", ["x", "w", "b"], ["y"], strides=[2, 2], dilations=[2, 1], pads=[2, 1, 1, 0])],
         {"x": (1, 3, 13, 12)}, {"w": weights(24, 3, 3, 3), "b": weights(24, 1, seed=6).ravel()}),

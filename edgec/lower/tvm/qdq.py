@@ -242,7 +242,8 @@ class _QDQRewriter(PyExprMutator):
 
         padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
         if self.dot_product and int(attrs.groups) == 1:
-            return self._conv2d_dot(conv, x, w, w_scale, bias, padding, lo, hi, out)
+            return self._conv2d_dot(x, w.values, w_scale, bias, padding, [int(s) for s in attrs.strides],
+                                    [int(d) for d in attrs.dilation], lo, hi, out)
         data = x.data
         if self.channels_last_depthwise and int(attrs.groups) == w.values.shape[0] > 1 and w.values.shape[1] == 1:
             return self._depthwise_nhwc(conv, x, w, w_scale, folded, padding, lo, hi, out)
@@ -280,13 +281,13 @@ class _QDQRewriter(PyExprMutator):
         req = emit(self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=3))
         return relax.op.permute_dims(req, [0, 3, 1, 2])
 
-    def _conv2d_dot(self, conv: relax.Call, x: _Activation, w: _Weight, w_scale: np.ndarray,
-                    bias: _Bias | None, padding: list[int], lo: float, hi: float,
+    def _conv2d_dot(self, x: _Activation, w: np.ndarray, w_scale: np.ndarray, bias: _Bias | None,
+                    padding: list[int], strides: list[int], dilation: list[int], lo: float, hi: float,
                     out: _Output) -> relax.Expr | None:
-        """int8_dot's form: (x_q + offset) x int8 W; -(z_x + offset) sum W[o] in the bias."""
+        """int8_dot's form: (x_q + offset) x int8 W (OIHW); -(z_x + offset) sum W[o] in the bias."""
         dot = self.dot_product
         shifted = _Activation(x.data, x.scale, x.zero_point + dot.offset)
-        folded = _fold(shifted, w.values.reshape(w.values.shape[0], -1).sum(axis=1), w_scale, bias)
+        folded = _fold(shifted, w.reshape(w.shape[0], -1).sum(axis=1), w_scale, bias)
         if folded is None:
             return None
         data = self.builder_.emit(self.builder_.call_te(
@@ -294,10 +295,9 @@ class _QDQRewriter(PyExprMutator):
             offset=dot.offset, dtype=dot.activation_dtype, primfunc_name_hint="pack_dot"))
         multiplier, qmin, qmax = self._requantize_params(x.scale * w_scale, lo, hi, out)
         return self.builder_.call_te(
-            int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w.values, dot.lanes), "int8"),
+            int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w, dot.lanes), "int8"),
             relax.const(folded, "int32"), relax.const(multiplier, "float32"),
-            channels=int(w.values.shape[0]), strides=[int(s) for s in conv.attrs.strides],
-            dilation=[int(d) for d in conv.attrs.dilation], zero_point=out.zero_point, qmin=qmin,
+            channels=int(w.shape[0]), strides=strides, dilation=dilation, zero_point=out.zero_point, qmin=qmin,
             qmax=qmax, out_dtype=out.dtype, primfunc_name_hint=int8_dot.CONV_NAME)
 
     def _matmul(self, matmul: relax.Call, bias: _Bias | None, lo: float, hi: float,
@@ -322,11 +322,26 @@ class _QDQRewriter(PyExprMutator):
         w_scale = _per_channel(w.scale, axis=1)  # [K, N]: one scale per output column
         if w_scale is None or not _bias_fits(bias, w.values.shape[1], axis=rank - 1, rank=rank):
             return None
+        if self.dot_product and rank == 2:
+            return self._matmul_dot(x, w, w_scale, bias, lo, hi, out)
         folded = _fold(x, w.values.sum(axis=0), w_scale, bias)
         if folded is None:
             return None
         acc = self.builder_.emit(relax.op.matmul(x.data, relax.const(w.values, "int8"), out_dtype="int32"))
         return self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=rank - 1)
+
+    def _matmul_dot(self, x: _Activation, w: _Weight, w_scale: np.ndarray, bias: _Bias | None, lo: float,
+                    hi: float, out: _Output) -> relax.Expr | None:
+        """[M, K] x [K, N] as the 1x1 conv [M, K, 1, 1] * [N, K, 1, 1] on the dot-product
+        instruction (a classifier's Gemm: MobileNet v2's 1280 x 1000 measured 0.77 ms portable)."""
+        m, k = (int(d) for d in static_shape(x.data))
+        n = int(w.values.shape[1])
+        image = self.builder_.emit(relax.op.reshape(x.data, [m, k, 1, 1]))
+        conv = self._conv2d_dot(_Activation(image, x.scale, x.zero_point), w.values.T.reshape(n, k, 1, 1), w_scale,
+                                bias, [0, 0, 0, 0], [1, 1], [1, 1], lo, hi, out)
+        if conv is None:
+            return None
+        return relax.op.reshape(self.builder_.emit(conv), [m, n])
 
     def _matmul_activations(self, a: _Activation, b: _Activation, lo: float, hi: float,
                             out: _Output) -> relax.Expr:
