@@ -8,6 +8,7 @@ naming the stage and the target.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from typing import Mapping, Sequence
 
@@ -35,6 +36,7 @@ from edgec.targets import Target
 RELAX_STAGES = ("dispatch", "rewrite", "legalize", "schedule", "lower", "finalize")
 
 Passes = Sequence[tvm.transform.Pass]
+_log = logging.getLogger(__name__)
 
 # Float 2-D convs on CPU run channels-last: NHWC activations, HWIO weights (folded at build
 # time). The output channels are then the contiguous axis of both the output and the
@@ -75,7 +77,7 @@ def relax_pipeline(
         for name, passes in block_fusion_passes().items():
             stages[name] = list(stages[name]) + passes
     if channels_last_convs(target, tvm_target):
-        stages["rewrite"] = [*stages["rewrite"], relax.transform.ConvertLayout(CHANNELS_LAST)]
+        stages["rewrite"] = [*stages["rewrite"], convert_to_channels_last]
     if tvm_target.kind.name == "llvm":
         # After block fusion's own schedule: the default rule leaves fused blocks alone.
         stages["schedule"] = list(stages["schedule"]) + [default_cpu_schedule]
@@ -93,6 +95,18 @@ def channels_last_convs(target: Target, tvm_target: tvm.target.Target) -> bool:
     targets (qdq.py and int8_dot.py build NCHW int8 kernels) nor block fusion (fusion.py tiles
     NCHW blocks), nor GPUs (dlight's rules take TVM's layouts as they come)."""
     return tvm_target.kind.name == "llvm" and not target.is_integer and not target.options.get("block_fusion")
+
+
+@tvm.transform.module_pass(opt_level=0, name="EdgecChannelsLast")
+def convert_to_channels_last(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Relax's ConvertLayout to CHANNELS_LAST, or the module as it was where ConvertLayout cannot
+    carry the layout through an op (measured: opset-7 ONNX files whose 5-D ops have no layout
+    rule stop it with "Invalid SLayout"): NCHW runs the same numbers, only slower."""
+    try:
+        return relax.transform.ConvertLayout(CHANNELS_LAST)(mod)
+    except Exception as exc:  # noqa: BLE001 - an optimization that does not apply, not a failed build
+        _log.info("float convs stay NCHW: Relax's ConvertLayout failed: %s", str(exc).splitlines()[0][:200])
+        return mod
 
 
 def relax_op_histogram(mod: tvm.IRModule) -> dict[str, int]:
