@@ -1,18 +1,23 @@
-"""TVM int8 on AVX-512 VNNI vs TVM fp32 and the portable TVM int8, MobileNet v2 224, untuned.
+"""TVM int8 on AVX-512 VNNI vs TVM fp32 and the portable TVM int8, MobileNet v2 224.
 
-    .venv/bin/python benchmarks/bench_tvm_int8_vnni.py        # ~4 min compile + ~2 min timing
+    .venv/bin/python benchmarks/bench_tvm_int8_vnni.py        # untuned: ~4 min compile + ~3 min timing
+    .venv/bin/python benchmarks/bench_tvm_int8_vnni.py \
+        --db x86_64-int8-vnni=DB_INT8 --db x86_64-fp32-avx512=DB_FP32   # adds the tuned pair
 
-Compiles zoo:mobilenet_v2 (random weights, --calib random: latency only) for x86_64-fp32,
-x86_64-int8 (portable x86-64-v3: int8 x int8 convs, the lowering before VNNI) and
-x86_64-int8-vnni (dense convs on vpdpbusd, edgec/lower/tvm/int8_dot.py), with the default
-CPU schedules (no tuning database). Checks that the VNNI library's outputs are bit-identical
-to the portable one's and counts vpdpbusd in its disassembly, then times pairs interleaved
-(A B A B, 1 thread): int8 vs fp32 before (portable) and after (VNNI), and VNNI vs portable.
-Needs a host with AVX-512 VNNI. Writes benchmarks/results/tvm_int8_vnni.json.
+Compiles zoo:mobilenet_v2 (random weights, --calib random: latency only) for x86_64-fp32
+(x86-64-v3), x86_64-fp32-avx512 (x86-64-v4: the same instruction-set level as the VNNI
+target, so the fair fp32 baseline), x86_64-int8 (portable x86-64-v3: int8 x int8 convs, the
+lowering before VNNI) and x86_64-int8-vnni (dense convs and Gemms on vpdpbusd,
+edgec/lower/tvm/int8_dot.py), with the default CPU schedules. Checks that the VNNI library's
+outputs are bit-identical to the portable one's and counts vpdpbusd in its disassembly, then
+times pairs interleaved (A B A B, 1 thread). With `--db TARGET=DIR` for both the VNNI and
+the avx512 target (databases from `edgec tune`), the tuned builds are timed as one more
+pair. Needs a host with AVX-512 VNNI. Writes benchmarks/results/tvm_int8_vnni.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -27,20 +32,23 @@ from edgec.runtimes.tvmrt import TVMRuntime
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "tvm_int8_vnni.json"
-TARGETS = ("x86_64-fp32", "x86_64-int8", "x86_64-int8-vnni")
+TARGETS = ("x86_64-fp32", "x86_64-fp32-avx512", "x86_64-int8", "x86_64-int8-vnni")
 PAIRS = {  # name: (A, B); the ratio is median(B) / median(A)
     "before: portable int8 vs fp32": ("x86_64-int8", "x86_64-fp32"),
-    "after: vnni int8 vs fp32": ("x86_64-int8-vnni", "x86_64-fp32"),
+    "after: vnni int8 vs fp32-avx512": ("x86_64-int8-vnni", "x86_64-fp32-avx512"),
     "vnni int8 vs portable int8": ("x86_64-int8-vnni", "x86_64-int8"),
 }
+TUNED_PAIR = ("x86_64-int8-vnni", "x86_64-fp32-avx512")
 RUNS, WARMUP, THREADS = 50, 10, 1
 
 
-def compile_model(target: str, out: Path) -> Path:
+def compile_model(target: str, out: Path, db: Path | None = None) -> Path:
     cmd = [str(REPO / ".venv" / "bin" / "edgec"), "compile", "zoo:mobilenet_v2", "--target", target,
            "--format", "tvm", "-o", str(out)]
     if "int8" in target:
         cmd += ["--calib", "random"]
+    if db is not None:
+        cmd += ["--tuning-db", str(db)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return out / f"mobilenet_v2.{target}.so"
 
@@ -63,14 +71,27 @@ def count_instruction(library: Path, mnemonic: str) -> int | None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", action="append", default=[], metavar="TARGET=DIR",
+                        help=f"tuning database of {TUNED_PAIR[0]} and of {TUNED_PAIR[1]}")
+    args = parser.parse_args()
+    dbs = {k: Path(v) for k, v in (item.split("=", 1) for item in args.db)}
+    if dbs and set(dbs) != set(TUNED_PAIR):
+        parser.error(f"--db needs both {TUNED_PAIR[0]}=DIR and {TUNED_PAIR[1]}=DIR")
     with tempfile.TemporaryDirectory() as tmp:
         libs = {}
         for target in TARGETS:
             print(f"compiling mobilenet_v2 for {target}", flush=True)
             libs[target] = compile_model(target, Path(tmp) / target)
+        pair_list = dict(PAIRS)
+        for target, db in dbs.items():
+            print(f"compiling mobilenet_v2 for {target} with {db}", flush=True)
+            libs[f"tuned {target}"] = compile_model(target, Path(tmp) / f"tuned-{target}", db)
+        if dbs:
+            pair_list["tuned: vnni int8 vs fp32-avx512"] = tuple(f"tuned {t}" for t in TUNED_PAIR)
         identical = bit_identical(libs["x86_64-int8-vnni"], libs["x86_64-int8"])
         pairs = {}
-        for name, (a, b) in PAIRS.items():
+        for name, (a, b) in pair_list.items():
             print(f"timing {name}", flush=True)
             vs = benchmark_vs(libs[a], libs[b], runs=RUNS, warmup=WARMUP, threads=THREADS)
             pairs[name] = {"a": a, "b": b, "median_ms_a": vs.a.stats.median_ms, "median_ms_b": vs.b.stats.median_ms,
@@ -80,12 +101,16 @@ def main() -> int:
         result = {
             "model": "zoo:mobilenet_v2 (224x224, random weights, --calib random)",
             "device": "host, 1 thread, interleaved A B A B",
-            "runs": RUNS, "warmup": WARMUP, "tuning": "none (default CPU schedules)",
+            "runs": RUNS, "warmup": WARMUP,
+            "tuning": {t: str(db) for t, db in dbs.items()} or "none (default CPU schedules)",
             "vnni_outputs_bit_identical_to_portable_int8": identical,
             "vpdpbusd_instructions_in_vnni_library": count_instruction(libs["x86_64-int8-vnni"], "vpdpbusd"),
             "int8_over_fp32": {
                 "before (x86_64-int8)": 1 / pairs["before: portable int8 vs fp32"]["ratio_b_over_a"]["ratio"],
-                "after (x86_64-int8-vnni)": 1 / pairs["after: vnni int8 vs fp32"]["ratio_b_over_a"]["ratio"],
+                "after (x86_64-int8-vnni vs x86_64-fp32-avx512)":
+                    1 / pairs["after: vnni int8 vs fp32-avx512"]["ratio_b_over_a"]["ratio"],
+                **({"tuned (x86_64-int8-vnni vs x86_64-fp32-avx512)":
+                    1 / pairs["tuned: vnni int8 vs fp32-avx512"]["ratio_b_over_a"]["ratio"]} if dbs else {}),
             },
             "pairs": pairs,
         }

@@ -176,17 +176,14 @@ def test_padding_inserts_the_activation_zero_point(tmp_path):
     assert [int(p) for p in conv.attrs.padding] == [0, 0, 0, 0]
 
 
-def test_depthwise_convs_run_channels_last_on_cpus(tmp_path):
-    nodes, inputs, consts, _, _ = CASES["conv_depthwise"]
-    qdq, _ = quantize(float_model(nodes, inputs, consts))
-    (conv,) = calls(rewritten(qdq), "relax.nn.conv2d")
-    assert (conv.attrs.data_layout, conv.attrs.kernel_layout) == ("NHWC", "HWIO") and dtype(conv) == "int32"
-    (pad,) = calls(rewritten(qdq), "relax.nn.pad")
-    assert [int(p) for p in pad.attrs.pad_width][-2:] == [0, 0]  # channels are not padded: NHWC
-    dense_nodes, dense_inputs, dense_consts, _, _ = CASES["conv_bias_relu6_padded"]
-    dense, _ = quantize(float_model(dense_nodes, dense_inputs, dense_consts))
-    (dense_conv,) = calls(rewritten(dense), "relax.nn.conv2d")
-    assert dense_conv.attrs.data_layout == "NCHW"
+def test_int8_convs_run_channels_last_on_cpus(tmp_path):
+    for case in ("conv_depthwise", "conv_bias_relu6_padded", "conv_grouped_dilated"):
+        nodes, inputs, consts, _, _ = CASES[case]
+        qdq, _ = quantize(float_model(nodes, inputs, consts))
+        (conv,) = calls(rewritten(qdq), "relax.nn.conv2d")
+        assert (conv.attrs.data_layout, conv.attrs.kernel_layout) == ("NHWC", "HWIO") and dtype(conv) == "int32"
+        (pad,) = calls(rewritten(qdq), "relax.nn.pad")
+        assert [int(p) for p in pad.attrs.pad_width][-2:] == [0, 0]  # channels are not padded: NHWC
 
 
 def test_fused_relu6_is_the_requantization_clamp(tmp_path):

@@ -29,8 +29,9 @@ On a target with an integer dot-product instruction (int8_dot.dot_product_of: AV
 ARM +dotprod), a dense conv (groups=1) takes int8_dot's form instead: packed activations (for
 VNNI uint8, x_q + 128) x int8 weights (packed at compile time) -> int32, any offset folded
 into the same per-channel bias constant, so the integers are the same; the requantize reads
-the packed accumulator. On CPUs a depthwise conv runs channels-last (NHWC data, HWIO
-weights, between two transposes), where it vectorizes over the channels.
+the packed accumulator. On CPUs the other convs (all of them without the instruction, the
+depthwise and grouped ones with it) run channels-last (NHWC data, HWIO weights, between two
+transposes), where they vectorize over the channels.
 
 Rounding is half to even throughout, as in ONNX QuantizeLinear and so in onnxruntime's QDQ
 reference: the requantize kernel uses nearbyint, and TVM 0.27 lowers relax.quantize's tir
@@ -70,7 +71,7 @@ def legalize_qdq() -> tvm.transform.Pass:
         target = tvm.target.Target.current(allow_none=True)
         dot = int8_dot.dot_product_of(target)
         cpu = target is not None and target.kind.name == "llvm"
-        mod = _QDQRewriter(mod, dot_product=dot, channels_last_depthwise=cpu).transform()
+        mod = _QDQRewriter(mod, dot_product=dot, channels_last=cpu).transform()
         # The float convs and weight dequantizes the rewrite bypassed are now unused.
         return relax.transform.DeadCodeElimination()(mod)
 
@@ -142,11 +143,11 @@ class _Output:
 @mutator
 class _QDQRewriter(PyExprMutator):
     def __init__(self, mod: tvm.IRModule, dot_product: int8_dot.DotProduct | None = None,
-                 channels_last_depthwise: bool = False):
+                 channels_last: bool = False):
         super().__init__(mod)
         self.mod = mod
         self.dot_product = dot_product  # dense convs in int8_dot's packed form for this instruction
-        self.channels_last_depthwise = channels_last_depthwise
+        self.channels_last = channels_last
 
     def transform(self) -> tvm.IRModule:
         for gvar, func in self.mod.functions_items():
@@ -245,8 +246,8 @@ class _QDQRewriter(PyExprMutator):
             return self._conv2d_dot(x, w.values, w_scale, bias, padding, [int(s) for s in attrs.strides],
                                     [int(d) for d in attrs.dilation], lo, hi, out)
         data = x.data
-        if self.channels_last_depthwise and int(attrs.groups) == w.values.shape[0] > 1 and w.values.shape[1] == 1:
-            return self._depthwise_nhwc(conv, x, w, w_scale, folded, padding, lo, hi, out)
+        if self.channels_last:
+            return self._conv2d_nhwc(conv, x, w, w_scale, folded, padding, lo, hi, out)
         if x.zero_point != 0 and any(padding):
             # Zero in real terms is z_x in int8: pad with it, then convolve unpadded.
             top, left, bottom, right = padding
@@ -259,14 +260,16 @@ class _QDQRewriter(PyExprMutator):
             out_layout="NCHW", out_dtype="int32"))
         return self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=1)
 
-    def _depthwise_nhwc(self, conv: relax.Call, x: _Activation, w: _Weight, w_scale: np.ndarray,
+    def _conv2d_nhwc(self, conv: relax.Call, x: _Activation, w: _Weight, w_scale: np.ndarray,
                         folded: np.ndarray, padding: list[int], lo: float, hi: float, out: _Output) -> relax.Expr:
-        """A depthwise conv channels-last, between two transposes: NHWC data, HWIO weights.
+        """An int8 x int8 conv channels-last, between two transposes: NHWC data, HWIO weights.
 
-        NCHW depthwise convs vectorize over W, which stride 2 turns into gathers, and their
-        zero-point padding runs as its own scalar pass; channels-last both vectorize over the
-        channels (schedules.py). MobileNet v2 224 on x86_64-int8-vnni, default schedules, 1
-        thread: 14.1 -> 8.0 ms (`edgec analyze`), the transposes included."""
+        NCHW convs vectorize over W, which has no vector width on 7x7 and 14x14 planes and
+        which stride 2 turns into gathers, and their zero-point padding runs as its own scalar
+        pass; channels-last they vectorize over the output channels (schedules.py). MobileNet
+        v2 224, default schedules, 1 thread (`edgec analyze`, edgec bench): depthwise convs
+        channels-last took x86_64-int8-vnni from 14.1 to 8.0 ms; all convs channels-last took
+        the portable x86_64-int8 from 53 to 25 ms. The transposes are counted in both."""
         emit = self.builder_.emit
         data = emit(relax.op.permute_dims(x.data, [0, 2, 3, 1]))
         if x.zero_point != 0 and any(padding):
