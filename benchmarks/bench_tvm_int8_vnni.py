@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "tvm_int8_vnni.json"
 TARGETS = ("x86_64-fp32", "x86_64-fp32-avx512", "x86_64-int8", "x86_64-int8-vnni")
 PAIRS = {  # name: (A, B); the ratio is median(B) / median(A)
-    "before: portable int8 vs fp32": ("x86_64-int8", "x86_64-fp32"),
+    "portable int8 vs fp32": ("x86_64-int8", "x86_64-fp32"),
     "after: vnni int8 vs fp32-avx512": ("x86_64-int8-vnni", "x86_64-fp32-avx512"),
     "vnni int8 vs portable int8": ("x86_64-int8-vnni", "x86_64-int8"),
 }
@@ -106,7 +106,7 @@ def main() -> int:
             "vnni_outputs_bit_identical_to_portable_int8": identical,
             "vpdpbusd_instructions_in_vnni_library": count_instruction(libs["x86_64-int8-vnni"], "vpdpbusd"),
             "int8_over_fp32": {
-                "before (x86_64-int8)": 1 / pairs["before: portable int8 vs fp32"]["ratio_b_over_a"]["ratio"],
+                "portable (x86_64-int8 vs x86_64-fp32)": 1 / pairs["portable int8 vs fp32"]["ratio_b_over_a"]["ratio"],
                 "after (x86_64-int8-vnni vs x86_64-fp32-avx512)":
                     1 / pairs["after: vnni int8 vs fp32-avx512"]["ratio_b_over_a"]["ratio"],
                 **({"tuned (x86_64-int8-vnni vs x86_64-fp32-avx512)":
