@@ -78,6 +78,11 @@ CASES = {
                        X, {"w": weights(4, 1, 3, 3)}, ("y",)),
     "conv_grouped": ([N("Conv", ["x", "w", "b"], ["y"], group=2, dilations=[2, 2])],
                      X, {"w": weights(6, 2, 3, 3), "b": weights(6)}, ("y",)),
+    # Group width 8, 32 channels: the channels-last schedule vectorizes within one group's 8
+    # output channels (schedules._grouped_output_channels); strided, padded, with the odd
+    # 7-wide output plane.
+    "conv_grouped_width_8": ([N("Conv", ["x", "w", "b"], ["y"], group=4, pads=[1, 1, 1, 1], strides=[2, 2])],
+                             {"x": (1, 32, 13, 13)}, {"w": weights(32, 8, 3, 3), "b": weights(32)}, ("y",)),
     "gemm": ([N("Gemm", ["x", "w", "b"], ["y"], transB=1, alpha=0.5, beta=2.0)],
              {"x": (3, 16)}, {"w": weights(10, 16), "b": weights(10)}, ("y",)),
     "matmul": ([N("MatMul", ["x", "w"], ["y"])], {"x": (2, 5, 16)}, {"w": weights(16, 7)}, ("y",)),
