@@ -52,3 +52,16 @@ def missing_flags(tvm_target: dict, flags: frozenset[str] | None = None) -> list
     if flags is None:
         return []
     return [f for f in required_flags(tvm_target) if f not in flags]
+
+
+def faster_sibling(target, targets) -> str | None:
+    """A target this CPU runs that is `target` plus instruction-set features (x86_64-fp32 ->
+    x86_64-fp32-avx512, x86_64-int8 -> x86_64-int8-vnni), for a hint after a compile; or None."""
+    needs = set(required_flags(target.tvm_target))
+    for other in targets:
+        if not other.name.startswith(target.name + "-") or other.precision != target.precision:
+            continue
+        other_needs = set(required_flags(other.tvm_target))
+        if other_needs > needs and not missing_flags(other.tvm_target):
+            return other.name
+    return None

@@ -81,3 +81,17 @@ def test_the_avx512_library_matches_the_reference_where_the_cpu_has_avx512(tmp_p
     assert where == "host"
     x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(2, 4)
     np.testing.assert_allclose(runtime.run([x])[0], _reference(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_portable_target_names_its_faster_sibling_only_where_the_cpu_runs_it(monkeypatch):
+    from edgec.targets import load_registry
+
+    targets = list(load_registry().targets.values())
+    avx512 = frozenset({"avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+                        "avx512cd", "avx512_vnni"})
+    monkeypatch.setattr(cpu_features, "host_flags", lambda: avx512)
+    assert cpu_features.faster_sibling(get_target("x86_64-fp32"), targets) == "x86_64-fp32-avx512"
+    assert cpu_features.faster_sibling(get_target("x86_64-int8"), targets) == "x86_64-int8-vnni"
+    assert cpu_features.faster_sibling(get_target("x86_64-fp32-avx512"), targets) is None
+    monkeypatch.setattr(cpu_features, "host_flags", lambda: frozenset({"avx", "avx2", "fma", "f16c", "bmi2"}))
+    assert cpu_features.faster_sibling(get_target("x86_64-fp32"), targets) is None
