@@ -143,9 +143,9 @@ def tune(
     db = check_db_dir(db if db is not None else default_db_dir(tgt.name), must_exist=False)
     if tgt.is_integer:
         check_calibration_file(calibration, None)
-    imported = load_model(model, example_inputs=example_inputs, input_shapes=normalize_input_shapes(input_shapes),
-                          allow_pickle=allow_pickle)
-    ir_model = fix_input_shapes(imported.model, normalize_input_shapes(input_shapes) or {})
+    shapes = normalize_input_shapes(input_shapes)
+    imported = load_model(model, example_inputs=example_inputs, input_shapes=shapes, allow_pickle=allow_pickle)
+    ir_model = fix_input_shapes(imported.model, shapes or {})
     prepared = prepare_for_lowering(ir_model, tgt, tgt.formats, QuantizeRequest(calibration=calibration), log)
     return tune_model(prepared.model, tgt, registry, db, trials=trials, minutes=minutes, device=device, log=log)
 

@@ -75,7 +75,7 @@ class Artifact:
             )
         lacking = why_not_on_this_cpu(self.target) if fmt != "tflite" else None
         if lacking:
-            raise EdgecError(f"the {fmt} artifact for '{self.target.name}' cannot run here: {lacking.removeprefix('not run: ')}")
+            raise EdgecError(f"the {fmt} artifact for '{self.target.name}' cannot run here: {lacking}")
         if not runs_on_host(fmt, self.target):
             raise EdgecError(
                 f"the {fmt} artifact is built for {self.target.arch}; this host is {host_arch()}. "

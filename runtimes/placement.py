@@ -37,8 +37,8 @@ def why_not_on_this_cpu(target: Target) -> str | None:
     missing = missing_flags(target.tvm_target)
     if not missing:
         return None
-    return (f"not run: target '{target.name}' uses {', '.join(missing)}, which this host's CPU lacks "
-            "(it would die of an illegal instruction); verify on a machine that has them")
+    return (f"target '{target.name}' uses {', '.join(missing)}, which this host's CPU lacks "
+            "(it would die of an illegal instruction); run it on a machine that has them")
 
 
 def verification_runtime(fmt: str, path: str | Path, target: Target):
@@ -49,7 +49,7 @@ def verification_runtime(fmt: str, path: str | Path, target: Target):
         return open_runtime(path), "host"
     lacking = why_not_on_this_cpu(target)
     if lacking:
-        return None, lacking
+        return None, f"not run: {lacking}"
     devices = _listed_devices(target)
     if target.arch == "cuda":
         from edgec.bench.devices import cuda_status

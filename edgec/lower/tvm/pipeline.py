@@ -92,8 +92,9 @@ def relax_pipeline(
 
 def channels_last_convs(target: Target, tvm_target: tvm.target.Target) -> bool:
     """Whether the lowering converts float convs to NHWC/HWIO (CHANNELS_LAST). Not for integer
-    targets (qdq.py and int8_dot.py build NCHW int8 kernels) nor block fusion (fusion.py tiles
-    NCHW blocks), nor GPUs (dlight's rules take TVM's layouts as they come)."""
+    targets (qdq.py chooses the int8 convs' layouts itself: NHWC, or int8_dot's packed NCHW),
+    nor block fusion (fusion.py tiles NCHW blocks), nor GPUs (dlight's rules take TVM's
+    layouts as they come)."""
     return tvm_target.kind.name == "llvm" and not target.is_integer and not target.options.get("block_fusion")
 
 

@@ -245,24 +245,12 @@ class _QDQRewriter(PyExprMutator):
         if self.dot_product and int(attrs.groups) == 1:
             return self._conv2d_dot(x, w.values, w_scale, bias, padding, [int(s) for s in attrs.strides],
                                     [int(d) for d in attrs.dilation], lo, hi, out)
-        data = x.data
-        if self.channels_last:
-            return self._conv2d_nhwc(conv, x, w, w_scale, folded, padding, lo, hi, out)
-        if x.zero_point != 0 and any(padding):
-            # Zero in real terms is z_x in int8: pad with it, then convolve unpadded.
-            top, left, bottom, right = padding
-            data = self.builder_.emit(relax.op.nn.pad(
-                data, [0, 0, 0, 0, top, bottom, left, right], "constant", float(x.zero_point)))
-            padding = [0, 0, 0, 0]
-        acc = self.builder_.emit(relax.op.nn.conv2d(
-            data, relax.const(w.values, "int8"), strides=attrs.strides, padding=padding,
-            dilation=attrs.dilation, groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW",
-            out_layout="NCHW", out_dtype="int32"))
-        return self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=1)
+        return self._conv2d_int8(conv, x, w.values, w_scale, folded, padding, lo, hi, out)
 
-    def _conv2d_nhwc(self, conv: relax.Call, x: _Activation, w: _Weight, w_scale: np.ndarray,
-                        folded: np.ndarray, padding: list[int], lo: float, hi: float, out: _Output) -> relax.Expr:
-        """An int8 x int8 conv channels-last, between two transposes: NHWC data, HWIO weights.
+    def _conv2d_int8(self, conv: relax.Call, x: _Activation, w: np.ndarray, w_scale: np.ndarray,
+                     folded: np.ndarray, padding: list[int], lo: float, hi: float, out: _Output) -> relax.Expr:
+        """int8 x int8 -> int32 conv2d, then requantize. On CPUs channels-last, between two
+        transposes (NHWC data, HWIO weights); elsewhere NCHW/OIHW.
 
         NCHW convs vectorize over W, which has no vector width on 7x7 and 14x14 planes and
         which stride 2 turns into gathers, and their zero-point padding runs as its own scalar
@@ -271,18 +259,24 @@ class _QDQRewriter(PyExprMutator):
         channels-last took x86_64-int8-vnni from 14.1 to 8.0 ms; all convs channels-last took
         the portable x86_64-int8 from 53 to 25 ms. The transposes are counted in both."""
         emit = self.builder_.emit
-        data = emit(relax.op.permute_dims(x.data, [0, 2, 3, 1]))
+        nhwc = self.channels_last
+        data = emit(relax.op.permute_dims(x.data, [0, 2, 3, 1])) if nhwc else x.data
         if x.zero_point != 0 and any(padding):
+            # Zero in real terms is z_x in int8: pad with it, then convolve unpadded.
             top, left, bottom, right = padding
-            data = emit(relax.op.nn.pad(data, [0, 0, top, bottom, left, right, 0, 0], "constant", float(x.zero_point)))
+            spatial = [top, bottom, left, right]
+            data = emit(relax.op.nn.pad(data, [0, 0, *spatial, 0, 0] if nhwc else [0, 0, 0, 0, *spatial],
+                                        "constant", float(x.zero_point)))
             padding = [0, 0, 0, 0]
+        weight = np.ascontiguousarray(w.transpose(2, 3, 1, 0)) if nhwc else w  # OIHW -> HWIO
+        layout, kernel_layout = ("NHWC", "HWIO") if nhwc else ("NCHW", "OIHW")
         attrs = conv.attrs
         acc = emit(relax.op.nn.conv2d(
-            data, relax.const(np.ascontiguousarray(w.values.transpose(2, 3, 1, 0)), "int8"), strides=attrs.strides,
-            padding=padding, dilation=attrs.dilation, groups=attrs.groups, data_layout="NHWC", kernel_layout="HWIO",
-            out_layout="NHWC", out_dtype="int32"))
-        req = emit(self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=3))
-        return relax.op.permute_dims(req, [0, 3, 1, 2])
+            data, relax.const(weight, "int8"), strides=attrs.strides, padding=padding, dilation=attrs.dilation,
+            groups=attrs.groups, data_layout=layout, kernel_layout=kernel_layout, out_layout=layout,
+            out_dtype="int32"))
+        requantized = self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=3 if nhwc else 1)
+        return relax.op.permute_dims(emit(requantized), [0, 3, 1, 2]) if nhwc else requantized
 
     def _conv2d_dot(self, x: _Activation, w: np.ndarray, w_scale: np.ndarray, bias: _Bias | None,
                     padding: list[int], strides: list[int], dilation: list[int], lo: float, hi: float,

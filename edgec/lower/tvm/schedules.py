@@ -12,8 +12,10 @@ pooling, mean) the register-blocked shape of a hand-written CPU kernel:
   vectors, <28 x float> for W=28, measured 10x slower). Float convs reach here channels-last
   (pipeline.CHANNELS_LAST): the vector is output channels, contiguous in the output and in
   the HWIO weights, two registers wide; rows are output columns (W), each one vector
-  accumulator fed by one broadcast input value. NCHW convs (int8, block fusion) vectorize
-  over W and take output channels as rows: one input vector load feeds one FMA per row.
+  accumulator fed by one broadcast input value; qdq.py emits int8 convs channels-last too
+  (all but those on dot-product instructions). NCHW convs (block fusion, a model whose layout
+  could not be converted) vectorize over W and take output channels as rows: one input
+  vector load feeds one FMA per row.
   Matmul: the vector over columns, rows over rows. The rows x vector tile accumulates in a
   local buffer (registers once LLVM promotes it) and is stored once per tile.
 - The epilogue (bias, ReLU6, residual add) is inlined into one block and runs per row
@@ -101,6 +103,7 @@ def default_cpu_schedule(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     would also count the init and accumulator-copy blocks the schedule adds."""
     target = tvm.target.Target.current(allow_none=False)
     rule = CPUKernels()
+    dot = int8_dot.dot_product_of(target)
     for gv, func in list(mod.functions.items()):
         if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and func.attrs.get("tirx.is_scheduled")):
             continue
@@ -109,7 +112,6 @@ def default_cpu_schedule(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
             flops = s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func}))
             # The dot-product blocks int8_dot's schedule marked become the instruction.
             scheduled = sch.mod["main"]
-            dot = int8_dot.dot_product_of(target)
             if dot is not None:
                 scheduled = int8_dot.emit_dot_products(scheduled, dot)
             mod[gv] = scheduled.with_attrs({"tirx.is_scheduled": True,
@@ -224,10 +226,7 @@ def _pad_worth_inlining(pad, conv) -> bool:
 
 
 def _elements(buffer) -> int:
-    n = 1
-    for d in buffer.shape:
-        n *= int(d) if isinstance(d, tirx.IntImm) else 1
-    return n
+    return math.prod(int(d) for d in buffer.shape if isinstance(d, tirx.IntImm))
 
 
 def _grouped_output_channels(stmt) -> int | None:

@@ -31,7 +31,7 @@ from edgec.lower.tvm.frontend_fixes import fix_for_relax
 from edgec.lower.tvm.importer import import_onnx
 from edgec.lower.tvm.measure import InProcessBuilder, make_runner, remove_artifact
 from edgec.lower.tvm.pipeline import relax_pipeline, run_stages, tvm_target_of
-from edgec.lower.tvm.tuning_db import best_seconds, check_db_dir, open_database
+from edgec.lower.tvm.tuning_db import best_seconds, check_db_dir, median_seconds, open_database
 from edgec.lower.tvm.tuning_seed import instruction_kernels, seed_default_schedules
 from edgec.targets import Registry, Target
 
@@ -76,7 +76,8 @@ def tune_model(model: onnx_ir.Model, target: Target, registry: Registry, db_dir:
 
     tune_target = _with_cores(tvm_target)
     builder = InProcessBuilder()
-    seeded = seed_default_schedules(tasks, database, builder, runner, tvm_target, tune_target, log)
+    unrecorded = [t for t in tasks if before[t.task_name] is None]
+    seeded = seed_default_schedules(unrecorded, database, builder, runner, tvm_target, tune_target, log)
     contexts = [
         ms.TuneContext(mod=t.dispatched[0], target=tune_target, space_generator="post-order-apply",
                        search_strategy=_search(), task_name=t.task_name, rand_state=i, num_threads=1,
@@ -220,7 +221,7 @@ class _Progress:
         for b, r in zip(builder_results, runner_results):
             remove_artifact(b.artifact_path)
             if r.run_secs and not r.error_msg:
-                secs = sorted(float(s) for s in r.run_secs)[len(r.run_secs) // 2]
+                secs = median_seconds(r.run_secs)
                 if self.best.get(name) is None or secs < self.best[name]:
                     self.best[name] = secs
         best = self.best.get(name)

@@ -56,7 +56,12 @@ def best_seconds(db: ms.database.Database, func: tirx.PrimFunc) -> float | None:
     records = db.get_top_k(db.commit_workload(mod), 1)
     if not records or not records[0].run_secs:
         return None
-    secs = sorted(float(s) for s in records[0].run_secs)
+    return median_seconds(records[0].run_secs)
+
+
+def median_seconds(run_secs) -> float:
+    """The median of a measurement's run times (MetaSchedule's FloatImm list or floats)."""
+    secs = sorted(float(s) for s in run_secs)
     return secs[len(secs) // 2]
 
 

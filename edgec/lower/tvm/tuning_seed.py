@@ -22,6 +22,7 @@ from tvm.s_tir import meta_schedule as ms
 from edgec.lower.tvm import int8_dot
 from edgec.lower.tvm.measure import remove_artifact
 from edgec.lower.tvm.schedules import CPUKernels
+from edgec.lower.tvm.tuning_db import median_seconds
 
 Log = Callable[[str], None]
 
@@ -41,15 +42,13 @@ def instruction_kernels(tasks, tvm_target) -> set[str]:
 
 
 def seed_default_schedules(tasks, database, builder, runner, tvm_target, tune_target, log: Log) -> dict[str, float]:
-    """Measure the default schedule of every task without a record and commit it; returns the
-    median seconds of each one recorded, by task name. A kernel the default rule leaves as TVM
-    wrote it gets no record."""
+    """Measure the default schedule of each task (those without a record: the caller's choice)
+    and commit it; returns the median seconds of each one recorded, by task name. A kernel the
+    default rule leaves as TVM wrote it gets no record."""
     rule = CPUKernels()
     todo = []
     for task in tasks:
         mod = task.dispatched[0]
-        if database.has_workload(mod) and database.get_top_k(database.commit_workload(mod), 1):
-            continue
         with tvm_target:
             sch = rule.apply(mod["main"], tvm_target, False)
         if sch is not None:
@@ -71,12 +70,11 @@ def seed_default_schedules(tasks, database, builder, runner, tvm_target, tune_ta
         remove_artifact(artifact)
         if result.error_msg or not result.run_secs:
             continue
-        secs = [float(getattr(s, "value", s)) for s in result.run_secs]
+        secs = [float(s) for s in result.run_secs]
         database.commit_tuning_record(ms.database.TuningRecord(
             sch.trace, database.commit_workload(mod), secs, tune_target, ms.arg_info.ArgInfo.from_prim_func(mod["main"])))
-        recorded[task.task_name] = sorted(secs)[len(secs) // 2]
+        recorded[task.task_name] = median_seconds(secs)
     return recorded
-
 
 
 def _device_type(target) -> str:
