@@ -79,7 +79,7 @@ CASES = {
     "conv_grouped": ([N("Conv", ["x", "w", "b"], ["y"], group=2, dilations=[2, 2])],
                      X, {"w": weights(6, 2, 3, 3), "b": weights(6)}, ("y",)),
     # Group width 8, 32 channels: the channels-last schedule vectorizes within one group's 8
-    # output channels (schedules._grouped_output_channels); strided, padded, with the odd
+    # output channels (kernel_facts.grouped_output_channels); strided, padded, with the odd
     # 7-wide output plane.
     "conv_grouped_width_8": ([N("Conv", ["x", "w", "b"], ["y"], group=4, pads=[1, 1, 1, 1], strides=[2, 2])],
                              {"x": (1, 32, 13, 13)}, {"w": weights(32, 8, 3, 3), "b": weights(32)}, ("y",)),
@@ -97,6 +97,9 @@ CASES = {
     "clip_bounds_computed": ([N("Neg", ["hi"], ["lo"]), N("Clip", ["x", "lo", "hi"], ["y"])],
                              {**X, "hi": ()}, {}, ("y",)),
     "sigmoid": ([N("Sigmoid", ["x"], ["y"])], X, {}, ("y",)),
+    "exp": ([N("Exp", ["x"], ["y"])], X, {}, ("y",)),
+    "tanh": ([N("Tanh", ["x"], ["y"])], X, {}, ("y",)),
+    "erf": ([N("Erf", ["x"], ["y"])], X, {}, ("y",)),
     "hardswish": ([N("HardSwish", ["x"], ["y"])], X, {}, ("y",)),
     "gelu": ([N("Gelu", ["x"], ["y"])], X, {}, ("y",)),
     "gelu_tanh": ([N("Gelu", ["x"], ["y"], approximate="tanh")], X, {}, ("y",)),

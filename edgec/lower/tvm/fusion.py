@@ -31,14 +31,15 @@ from tvm.relax.transform import FusionPattern, PatternCheckContext
 from tvm.s_tir.schedule.schedule import ScheduleError
 
 from edgec.lower.tvm.calls import kernel_calls
+from edgec.lower.tvm.flops import with_flops_of
 from edgec.lower.tvm.qdq import static_shape
 
 # Module attribute FuseBlocks leaves for ScheduleFusedBlocks: {fused function name: block kind}.
 # FuseTIR names each fused PrimFunc after the Relax function it replaces.
 BLOCKS_ATTR = "edgec.fused_blocks"
-# PrimFunc attributes the schedule leaves for reports and the analyzer.
+# PrimFunc attributes the schedule leaves for reports and the analyzer (and FLOPS_ATTR, the
+# block's FLOPs before tiling: halo recomputation excluded).
 KIND_ATTR = "edgec.block_kind"
-FLOPS_ATTR = "edgec.flops"  # the block's FLOPs before tiling (halo recomputation excluded)
 TILE_ATTR = "edgec.tile"
 
 # Tile shapes, measured on x86 (2-core EPYC, untuned SSE codegen):
@@ -168,14 +169,13 @@ def ScheduleFusedBlocks(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802
         kind = blocks.get(gv.name_hint)
         if kind is None or not isinstance(func, tirx.PrimFunc):
             continue
-        flops = int(s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func})))
+        original = func
         try:
             func, tile = tile_fused_block(func, row_strips=str(kind).startswith("mbconv"))
         except (ValueError, ScheduleError) as exc:
             # Still one kernel and still correct, only not tiled: say why rather than fail the build.
             tile = f"untiled: {str(exc).strip().splitlines()[0]}"
-        mod[gv] = func.with_attrs({KIND_ATTR: str(kind), FLOPS_ATTR: tvm.tirx.IntImm("int64", flops),
-                                   TILE_ATTR: tile})
+        mod[gv] = with_flops_of(func, original, {KIND_ATTR: str(kind), TILE_ATTR: tile})
     return mod
 
 

@@ -31,7 +31,8 @@ from tvm import relax, s_tir, tirx
 
 from edgec.fsutil import atomic_write_text
 from edgec.lower.tvm.calls import kernel_calls
-from edgec.lower.tvm.fusion import FLOPS_ATTR, KIND_ATTR
+from edgec.lower.tvm.flops import kernel_flops
+from edgec.lower.tvm.fusion import KIND_ATTR
 
 SIDECAR_SUFFIX = ".layers.json"
 
@@ -87,10 +88,7 @@ def read_layers(library: str | Path) -> dict | None:
 
 def _kernel_facts(func: tirx.PrimFunc) -> dict:
     attrs = func.attrs if func.attrs is not None else {}
-    if FLOPS_ATTR in attrs:
-        flops = int(attrs[FLOPS_ATTR])
-    else:
-        flops = int(s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func})))
+    flops = kernel_flops(func)
     buffers = [p for p in func.params if getattr(p, "shape", None) is not None]  # buffer-typed params
     return {
         "kind": str(attrs[KIND_ATTR]) if KIND_ATTR in attrs else "op",

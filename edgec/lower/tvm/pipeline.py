@@ -17,6 +17,7 @@ from tvm import relax
 
 from edgec.errors import EdgecError
 from edgec.lower.tvm.cuda import fp16_passes
+from edgec.lower.tvm.fast_math import fast_math
 from edgec.lower.tvm.fusion import block_fusion_passes
 from edgec.lower.tvm.importer import short_reason
 from edgec.lower.tvm.qdq import legalize_qdq
@@ -79,6 +80,9 @@ def relax_pipeline(
     if channels_last_convs(target, tvm_target):
         stages["rewrite"] = [*stages["rewrite"], convert_to_channels_last]
     if tvm_target.kind.name == "llvm":
+        # Vectorizable exp/sigmoid/tanh/erf (LLVM would call libm once per lane); last in
+        # legalize, so tuning tasks are these PrimFuncs too.
+        stages["legalize"] = [*stages["legalize"], fast_math]
         # After block fusion's own schedule: the default rule leaves fused blocks alone.
         stages["schedule"] = list(stages["schedule"]) + [default_cpu_schedule]
     if target.options.get("tuning_db"):

@@ -49,28 +49,16 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.schedule.schedule import ScheduleError
 
 from edgec.lower.tvm import int8_dot
-from edgec.lower.tvm.fusion import FLOPS_ATTR, KIND_ATTR
+from edgec.lower.tvm.flops import with_flops_of
+from edgec.lower.tvm.kernel_facts import (channels_last, grouped_output_channels, indexes_weights,
+                                          largest_divisor_at_most, uses, vector_lanes)
+from edgec.lower.tvm.fusion import KIND_ATTR
 
 # Output channels per register block (vector accumulators per input load).
 CHANNEL_BLOCK = 8
 _log = logging.getLogger(__name__)
 
 
-def vector_lanes(target: tvm.target.Target, dtype_bits: int = 32) -> int:
-    """SIMD lanes for `dtype_bits` elements on an llvm target, from its mtriple/mcpu/mattr."""
-    triple = str(target.attrs.get("mtriple", ""))
-    mattr = [str(a) for a in target.attrs.get("mattr", [])]
-    mcpu = str(target.attrs.get("mcpu", ""))
-    if triple.startswith(("aarch64", "arm")):
-        bits = 128
-    elif "+avx512f" in mattr or mcpu in ("x86-64-v4", "skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids",
-                                         "znver4"):
-        bits = 512
-    elif "+avx2" in mattr or mcpu in ("x86-64-v3", "haswell", "skylake", "znver2", "znver3"):
-        bits = 256
-    else:
-        bits = 128  # x86_64 baseline SSE2; LLVM splits wider vectors itself
-    return max(1, bits // dtype_bits)
 
 
 class CPUKernels(dl.cpu.base.CPUScheduleRule):
@@ -109,13 +97,11 @@ def default_cpu_schedule(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
             continue
         sch = rule.apply(func, target, False)
         if sch is not None:
-            flops = s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func}))
             # The dot-product blocks int8_dot's schedule marked become the instruction.
             scheduled = sch.mod["main"]
             if dot is not None:
                 scheduled = int8_dot.emit_dot_products(scheduled, dot)
-            mod[gv] = scheduled.with_attrs({"tirx.is_scheduled": True,
-                                                   FLOPS_ATTR: tvm.tirx.IntImm("int64", int(flops))})
+            mod[gv] = with_flops_of(scheduled, func, {"tirx.is_scheduled": True})
     return mod
 
 
@@ -131,7 +117,7 @@ def _schedule(sch: s_tir.Schedule, target) -> bool:
             _vectorize_injective(sch, info.block_rv, target)
         return True
     red = reductions[0]
-    if _is_depthwise(sch.get(red.block_rv)) and not _channels_last(sch.get(red.block_rv)):
+    if _is_depthwise(sch.get(red.block_rv)) and not channels_last(sch.get(red.block_rv)):
         return False
     index = next(i for i, b in enumerate(blocks) if b.block_rv.same_as(red.block_rv))
     producers, consumers = blocks[:index], blocks[index + 1:]
@@ -171,10 +157,10 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
     # the output channels, also indexes the weights): width (dim 2); 2-D (matmul): rows (dim 0).
     position = {d: k for k, d in enumerate(dims)}
     vector_k = max(range(len(dims)), key=lambda k: dims[k])  # innermost output dimension
-    channels_last = _indexes_weights(stmt, stmt.iter_vars[vector_k].var)
+    channels_last = indexes_weights(stmt, stmt.iter_vars[vector_k].var)
     channel_dim = (2 if channels_last else 1) if rank == 4 else 0 if rank == 2 else None
     w_factor = _vector_factor(_extent(sch, spatial[vector_k]), lanes * (2 if channels_last else 1))
-    per_group = _grouped_output_channels(stmt) if channels_last and rank == 4 else None
+    per_group = grouped_output_channels(stmt) if channels_last and rank == 4 else None
     if per_group:
         # One group's output channels read the same input channels: a vector within a group
         # reads each input value as one broadcast, one across groups gathers (measured on
@@ -186,7 +172,7 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
     c_inner = None
     channel_k = position.get(channel_dim)
     if channel_k is not None and channel_k != vector_k:
-        c_factor = _largest_divisor_at_most(_extent(sch, spatial[channel_k]), CHANNEL_BLOCK)
+        c_factor = largest_divisor_at_most(_extent(sch, spatial[channel_k]), CHANNEL_BLOCK)
         if c_factor > 1:
             outer[channel_k], c_inner = sch.split(spatial[channel_k], [None, c_factor])
     sch.reorder(*outer, *reduction, *([c_inner] if c_inner is not None else []), w_inner)
@@ -220,7 +206,7 @@ def _pad_worth_inlining(pad, conv) -> bool:
     """Channels-last padding read by a strided conv: written out, the padded input is several
     times the output, and the conv reads only a quarter of it (stride 2). Measured on MobileNet
     v2's stride-2 depthwise convs: 1.4-2x faster inlined; stride 1 ran 1.2x slower inlined."""
-    if not _channels_last(conv):
+    if not channels_last(conv):
         return False
     return _elements(pad.writes[0].source) > 2 * _elements(conv.writes[0].source)
 
@@ -229,32 +215,10 @@ def _elements(buffer) -> int:
     return math.prod(int(d) for d in buffer.shape if isinstance(d, tirx.IntImm))
 
 
-def _grouped_output_channels(stmt) -> int | None:
-    """Output channels per group of a channels-last grouped conv (HWIO weights [KH, KW, C/g, O]
-    read by NHWC data of C channels), or None for a dense or depthwise one."""
-    if len(stmt.reads) < 2 or len(stmt.reads[1].source.shape) != 4 or len(stmt.reads[0].source.shape) != 4:
-        return None
-    try:
-        in_per_group, out = int(stmt.reads[1].source.shape[2]), int(stmt.reads[1].source.shape[3])
-        channels = int(stmt.reads[0].source.shape[3])
-    except TypeError:
-        return None
-    groups = channels // in_per_group if in_per_group else 1
-    if groups <= 1 or in_per_group == 1 or out % groups:
-        return None
-    return out // groups
 
 
-def _indexes_weights(stmt, var) -> bool:
-    """Whether `var` indexes the block's second operand (a conv's weights, a matmul's B)."""
-    return len(stmt.reads) >= 2 and any(_uses(r.min, var) for r in stmt.reads[1].region)
 
 
-def _channels_last(stmt) -> bool:
-    """A 4-D output whose innermost iterator (NHWC's channels) also indexes the weights."""
-    region = stmt.writes[0].region
-    inner = region[-1].min if len(region) == 4 else None
-    return isinstance(inner, tirx.Var) and _indexes_weights(stmt, inner)
 
 
 def _is_depthwise(stmt) -> bool:
@@ -263,11 +227,9 @@ def _is_depthwise(stmt) -> bool:
         return False
     channel = stmt.writes[0].region[1].min
     data_channel = stmt.reads[0].region[1].min
-    return isinstance(channel, tirx.Var) and _uses(data_channel, channel)
+    return isinstance(channel, tirx.Var) and uses(data_channel, channel)
 
 
-def _uses(expr, var) -> bool:
-    return any(v.same_as(var) for v in tirx.analysis.undefined_vars(expr))
 
 
 def _output_dims(stmt, n_spatial: int) -> list[int] | None:
@@ -332,8 +294,6 @@ def _vector_factor(extent: int, lanes: int) -> int:
     return 1
 
 
-def _largest_divisor_at_most(n: int, limit: int) -> int:
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
 def _extent(sch: s_tir.Schedule, loop) -> int | None:

@@ -22,6 +22,7 @@ from tvm import relax, tirx
 from tvm.s_tir import meta_schedule as ms
 
 from edgec.errors import EdgecError
+from edgec.lower.tvm.flops import kernel_flops
 
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
@@ -138,10 +139,7 @@ def _task_module(func: tirx.PrimFunc) -> tvm.IRModule:
 
 
 def _flops(func: tirx.PrimFunc) -> float:
-    try:
-        return float(tvm.s_tir.analysis.estimate_tir_flops(tvm.IRModule({"main": func})))
-    except Exception:  # noqa: BLE001  (an op without a FLOP count, e.g. a pure copy)
-        return 0.0
+    return float(kernel_flops(func))
 
 
 def _call_counts(mod: tvm.IRModule) -> dict[str, int]:

@@ -1,0 +1,61 @@
+"""Facts about a kernel the CPU schedules decide on: the target's vector width, and whether a
+conv block is channels-last or grouped. Shared by the default schedule (schedules.py) and
+block fusion's tiled schedule (fusion.py)."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import tirx
+
+
+def vector_lanes(target: tvm.target.Target, dtype_bits: int = 32) -> int:
+    """SIMD lanes for `dtype_bits` elements on an llvm target, from its mtriple/mcpu/mattr."""
+    triple = str(target.attrs.get("mtriple", ""))
+    mattr = [str(a) for a in target.attrs.get("mattr", [])]
+    mcpu = str(target.attrs.get("mcpu", ""))
+    if triple.startswith(("aarch64", "arm")):
+        bits = 128
+    elif "+avx512f" in mattr or mcpu in ("x86-64-v4", "skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids",
+                                         "znver4"):
+        bits = 512
+    elif "+avx2" in mattr or mcpu in ("x86-64-v3", "haswell", "skylake", "znver2", "znver3"):
+        bits = 256
+    else:
+        bits = 128  # x86_64 baseline SSE2; LLVM splits wider vectors itself
+    return max(1, bits // dtype_bits)
+
+
+def channels_last(stmt) -> bool:
+    """A 4-D output whose innermost iterator (NHWC's channels) also indexes the weights."""
+    region = stmt.writes[0].region
+    inner = region[-1].min if len(region) == 4 else None
+    return isinstance(inner, tirx.Var) and indexes_weights(stmt, inner)
+
+
+def indexes_weights(stmt, var) -> bool:
+    """Whether `var` indexes the block's second operand (a conv's weights, a matmul's B)."""
+    return len(stmt.reads) >= 2 and any(uses(r.min, var) for r in stmt.reads[1].region)
+
+
+def grouped_output_channels(stmt) -> int | None:
+    """Output channels per group of a channels-last grouped conv (HWIO weights [KH, KW, C/g, O]
+    read by NHWC data of C channels), or None for a dense or depthwise one."""
+    if len(stmt.reads) < 2 or len(stmt.reads[1].source.shape) != 4 or len(stmt.reads[0].source.shape) != 4:
+        return None
+    try:
+        in_per_group, out = int(stmt.reads[1].source.shape[2]), int(stmt.reads[1].source.shape[3])
+        channels = int(stmt.reads[0].source.shape[3])
+    except TypeError:
+        return None
+    groups = channels // in_per_group if in_per_group else 1
+    if groups <= 1 or in_per_group == 1 or out % groups:
+        return None
+    return out // groups
+
+
+def uses(expr, var) -> bool:
+    return any(v.same_as(var) for v in tirx.analysis.undefined_vars(expr))
+
+
+def largest_divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
