@@ -24,6 +24,8 @@ XNNPACK runs the same blocks op by op.
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm import relax, s_tir, tirx
 from tvm.relax.dpl import is_op, wildcard
@@ -32,6 +34,8 @@ from tvm.s_tir.schedule.schedule import ScheduleError
 
 from edgec.lower.tvm.calls import kernel_calls
 from edgec.lower.tvm.flops import with_flops_of
+from edgec.lower.tvm.kernel_facts import (channels_last, grouped_output_channels, largest_divisor_at_most, vector_lanes,
+                                          vectors_per_row)
 from edgec.lower.tvm.qdq import static_shape
 
 # Module attribute FuseBlocks leaves for ScheduleFusedBlocks: {fused function name: block kind}.
@@ -58,6 +62,11 @@ RAGGED_TILE = 128  # the same, for widths that do not split into 8 lanes
 # Vectorized loops: lanes a multiple of 4 (SSE), at most 16; a 56-wide vector loop spilled
 # registers and ran 2x slower, a 14-wide one up to 4x slower than 8-wide.
 MAX_VECTOR = 16
+# Channels-last blocks (the default: float convs run NHWC on CPUs): tiles of whole output
+# rows, each conv register-blocked over up to REGISTER_ROWS output columns x two vectors of
+# output channels (16 accumulators on AVX2).
+ROW_TILE_BYTES = 32 * 1024
+REGISTER_ROWS = 8
 
 
 # ---------------------------------------------------------------- patterns (rewrite stage)
@@ -102,10 +111,18 @@ def block_patterns() -> list[FusionPattern]:
 
 
 def _conv_facts(call: relax.Call) -> tuple[tuple[int, ...], int, tuple[int, ...], tuple[int, ...]]:
-    """(kernel, groups, strides, padding) of a relax.nn.conv2d call with a static weight."""
+    """(kernel, groups, strides, padding) of a relax.nn.conv2d call with a static weight
+    (OIHW, or HWIO once the lowering made the convs channels-last)."""
     weight_shape = tuple(int(d) for d in call.args[1].ty.shape.values)
-    return (weight_shape[2:], int(call.attrs.groups), tuple(int(s) for s in call.attrs.strides),
+    kernel = weight_shape[:2] if str(call.attrs.kernel_layout) == "HWIO" else weight_shape[2:]
+    return (kernel, int(call.attrs.groups), tuple(int(s) for s in call.attrs.strides),
             tuple(int(p) for p in call.attrs.padding))
+
+
+def _channels(call: relax.Call) -> int:
+    """The data's channel count of a conv2d call (NCHW or NHWC)."""
+    shape = static_shape(call.args[0])
+    return shape[3] if str(call.attrs.data_layout) == "NHWC" else shape[1]
 
 
 def _is_pointwise(call: relax.Call) -> bool:
@@ -144,7 +161,7 @@ def _check_mbconv(ctx: PatternCheckContext) -> bool:
     if "expand" in ann and not _is_pointwise(ann["expand"]):
         return False
     _, groups, _, _ = _conv_facts(ann["depthwise"])
-    channels = static_shape(ann["depthwise"].args[0])[1]
+    channels = _channels(ann["depthwise"])
     return groups == channels and groups > 1 and _intermediates_stay_inside(ctx)
 
 
@@ -196,8 +213,11 @@ def tile_fused_block(func: tirx.PrimFunc, tile: tuple[int, int] | None = None,
     loops = [lp for lp, iv in zip(sch.get_loops(out), sch.get(out).iter_vars)
              if iv.iter_type == tirx.IterVar.DataPar]
     if len(loops) != 4:
-        raise ValueError(f"expected an NCHW output, got {len(loops)} spatial loops")
+        raise ValueError(f"expected a 4-D output, got {len(loops)} spatial loops")
     extents = [int(sch.get(loop).extent) for loop in loops]
+    if any(channels_last(sch.get(b)) for b in sch.get_child_blocks(root) if _is_reduction(sch, b)):
+        rows = tile[0] if tile else choose_rows(extents[1], extents[2], _widest_channels(sch, root, channels_axis=3))
+        return _tile_channels_last(sch, root, loops, rows), f"{rows}x{extents[2]}"
     tile_h, tile_w = tile or choose_tile(extents[2], extents[3], _widest_channels(sch, root), row_strips)
     n, c, h, w = loops
     h_outer, h_inner = sch.split(h, [None, tile_h])
@@ -210,6 +230,97 @@ def tile_fused_block(func: tirx.PrimFunc, tile: tuple[int, int] | None = None,
         _vectorize_innermost(sch, sch.get_sblock(name), tile_loop)
     sch.parallel(tile_loop)
     return sch.mod["main"], f"{tile_h}x{tile_w}"
+
+
+def _tile_channels_last(sch: s_tir.Schedule, root, loops, rows: int) -> tirx.PrimFunc:
+    """NHWC blocks: tiles of `rows` whole output rows. Under the tile loop every conv is
+    register-blocked like a hand-written kernel (see _register_block), and each elementwise
+    stage runs right behind the conv whose block it reads, while that block is in L1."""
+    n, h, w, c = loops
+    h_outer, h_inner = sch.split(h, [None, rows])
+    sch.reorder(n, h_outer, h_inner, w, c)
+    tile_loop = sch.fuse(n, h_outer)
+    for block in reversed(sch.get_child_blocks(root)[:-1]):
+        sch.compute_at(block, tile_loop, preserve_unit_loops=True)
+    sch.parallel(tile_loop)  # before the accumulators' cache_write: TVM refuses it after
+    target = tvm.target.Target.current(allow_none=False)
+    lanes = vector_lanes(target)
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
+    write_outs = set()  # the blocks that store a conv's register tile
+    for name in names:
+        block = sch.get_sblock(name)
+        if _is_reduction(sch, block):
+            write_outs.add(_register_block(sch, block, tile_loop, target))
+            continue
+        producers = {sch.get(p).name_hint for p in sch.get_producers(block)}
+        if producers & write_outs:
+            # The epilogue (bias, SiLU, residual add) applied as the register tile is stored:
+            # the conv's own output buffer disappears.
+            try:
+                sch.reverse_compute_inline(block)
+                continue
+            except ScheduleError:
+                pass  # e.g. it reads two convs' outputs: runs over the tile below
+        _vectorize_below(sch, block, tile_loop, lanes)
+    return sch.mod["main"]
+
+
+def _register_block(sch: s_tir.Schedule, block, tile_loop, target: tvm.target.Target):
+    """A channels-last conv under the tile loop as
+
+        out-channel blocks | rows, width blocks | reductions | width (unrolled) | channels (vector)
+
+    with the width x channels tile accumulated in registers (a local buffer LLVM promotes),
+    each input value one broadcast feeding one FMA per vector. Returns the name of the block
+    that stores the tile (under the width-block loop)."""
+    loops = sch.get_loops(block)
+    first = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(tile_loop))) + 1
+    stmt = sch.get(block)
+    n_reduce = sum(iv.iter_type == tirx.IterVar.CommReduce for iv in stmt.iter_vars)
+    spatial, reduce = list(loops[first:len(loops) - n_reduce]), list(loops[len(loops) - n_reduce:])
+    channels = int(sch.get(spatial[-1]).extent)
+    per_group = grouped_output_channels(stmt)
+    rows = largest_divisor_at_most(int(sch.get(spatial[-2]).extent), REGISTER_ROWS)
+    lanes = vector_lanes(target)
+    widest = lanes * vectors_per_row(target, rows)
+    vector = _power_of_two_divisor(math.gcd(channels, per_group) if per_group else channels, widest)
+    c_outer, c_inner = sch.split(spatial[-1], [None, vector])
+    w_outer, w_inner = sch.split(spatial[-2], [None, rows])
+    sch.reorder(c_outer, *spatial[:-2], w_outer, *reduce, w_inner, c_inner)
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, w_outer, preserve_unit_loops=True)
+    _vectorize_below(sch, acc, w_outer, lanes)
+    sch.vectorize(c_inner)
+    sch.unroll(w_inner)
+    for r in reduce[:-1]:  # kernel windows (3x3): unrolled, so their offsets are constants
+        if int(sch.get(r).extent) <= 7:
+            sch.unroll(r)
+    sch.decompose_reduction(block, reduce[0])
+    return sch.get(acc).name_hint
+
+
+def _vectorize_below(sch: s_tir.Schedule, block, anchor, lanes: int) -> None:
+    """Fuse `block`'s loops under `anchor` and vectorize their inner part (channels innermost)."""
+    loops = list(sch.get_loops(block))
+    index = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(anchor)))
+    below = loops[index + 1:]
+    if not below:
+        return
+    fused = sch.fuse(*below) if len(below) > 1 else below[0]
+    factor = _power_of_two_divisor(int(sch.get(fused).extent), lanes)
+    if factor > 1:
+        sch.vectorize(sch.split(fused, [None, factor])[1])
+
+
+def _power_of_two_divisor(extent: int, limit: int) -> int:
+    return max(d for d in (1, 2, 4, 8, 16, 32, 64) if d <= limit and extent % d == 0)
+
+
+def choose_rows(height: int, width: int, channels: int) -> int:
+    """Output rows per channels-last tile: as many as keep the widest per-tile intermediate
+    within ROW_TILE_BYTES (L1-sized), at least one."""
+    fitting = [d for d in _divisors(height) if d * width * channels * 4 <= ROW_TILE_BYTES]
+    return max(fitting) if fitting else 1
 
 
 def choose_tile(height: int, width: int, channels: int, row_strips: bool = False) -> tuple[int, int]:
@@ -265,14 +376,14 @@ def _inline_cheap_stages(sch: s_tir.Schedule, root, out_name: str) -> None:
                 break
 
 
-def _widest_channels(sch: s_tir.Schedule, root) -> int:
+def _widest_channels(sch: s_tir.Schedule, root, channels_axis: int = 1) -> int:
     """The most channels any stage writes (the expanded width of the block)."""
     widest = 1
     for block in sch.get_child_blocks(root):
         for region in sch.get(block).writes:
             shape = region.source.shape
             if len(shape) == 4:
-                widest = max(widest, int(shape[1]))
+                widest = max(widest, int(shape[channels_axis]))
     return widest
 
 

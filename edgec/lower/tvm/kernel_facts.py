@@ -25,6 +25,19 @@ def vector_lanes(target: tvm.target.Target, dtype_bits: int = 32) -> int:
     return max(1, bits // dtype_bits)
 
 
+def vector_registers(target: tvm.target.Target) -> int:
+    """Architectural SIMD registers: 32 on AArch64 and with AVX-512, 16 otherwise (AVX2, SSE)."""
+    triple = str(target.attrs.get("mtriple", ""))
+    return 32 if triple.startswith("aarch64") or vector_lanes(target) >= 16 else 16
+
+
+def vectors_per_row(target: tvm.target.Target, rows: int) -> int:
+    """Vectors of output channels per register-block row: two (each broadcast input value
+    feeds two FMAs) while rows x 2 accumulators, two weight vectors and the broadcast fit the
+    registers, else one. On AVX2, 7 rows x 2 spilled two accumulators per reduction step."""
+    return 2 if 2 * rows + 3 <= vector_registers(target) else 1
+
+
 def channels_last(stmt) -> bool:
     """A 4-D output whose innermost iterator (NHWC's channels) also indexes the weights."""
     region = stmt.writes[0].region

@@ -74,11 +74,12 @@ def relax_pipeline(
         stages["rewrite"] = [*stages["rewrite"], *fp16_passes()]
     if target.is_integer:  # QDQ patterns -> int8 x int8 -> int32 conv2d/matmul (qdq.py)
         stages["rewrite"] = [legalize_qdq(), *stages["rewrite"]]
-    if target.options.get("block_fusion"):  # devices.yaml: one tiled kernel per ConvFirst/MBConv block
-        for name, passes in block_fusion_passes().items():
-            stages[name] = list(stages[name]) + passes
     if channels_last_convs(target, tvm_target):
         stages["rewrite"] = [*stages["rewrite"], convert_to_channels_last]
+    if target.options.get("block_fusion"):  # devices.yaml: one tiled kernel per ConvFirst/MBConv block
+        # After the layout change: FuseBlocks groups the convs as they will run.
+        for name, passes in block_fusion_passes().items():
+            stages[name] = list(stages[name]) + passes
     if tvm_target.kind.name == "llvm":
         # Vectorizable exp/sigmoid/tanh/erf (LLVM would call libm once per lane); last in
         # legalize, so tuning tasks are these PrimFuncs too.
@@ -97,9 +98,8 @@ def relax_pipeline(
 def channels_last_convs(target: Target, tvm_target: tvm.target.Target) -> bool:
     """Whether the lowering converts float convs to NHWC/HWIO (CHANNELS_LAST). Not for integer
     targets (qdq.py chooses the int8 convs' layouts itself: NHWC, or int8_dot's packed NCHW),
-    nor block fusion (fusion.py tiles NCHW blocks), nor GPUs (dlight's rules take TVM's
-    layouts as they come)."""
-    return tvm_target.kind.name == "llvm" and not target.is_integer and not target.options.get("block_fusion")
+    nor GPUs (dlight's rules take TVM's layouts as they come)."""
+    return tvm_target.kind.name == "llvm" and not target.is_integer
 
 
 @tvm.transform.module_pass(opt_level=0, name="EdgecChannelsLast")

@@ -51,7 +51,7 @@ from tvm.s_tir.schedule.schedule import ScheduleError
 from edgec.lower.tvm import int8_dot
 from edgec.lower.tvm.flops import with_flops_of
 from edgec.lower.tvm.kernel_facts import (channels_last, grouped_output_channels, indexes_weights,
-                                          largest_divisor_at_most, uses, vector_lanes)
+                                          largest_divisor_at_most, uses, vector_lanes, vectors_per_row)
 from edgec.lower.tvm.fusion import KIND_ATTR
 
 # Output channels per register block (vector accumulators per input load).
@@ -159,22 +159,26 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
     vector_k = max(range(len(dims)), key=lambda k: dims[k])  # innermost output dimension
     channels_last = indexes_weights(stmt, stmt.iter_vars[vector_k].var)
     channel_dim = (2 if channels_last else 1) if rank == 4 else 0 if rank == 2 else None
-    w_factor = _vector_factor(_extent(sch, spatial[vector_k]), lanes * (2 if channels_last else 1))
+    channel_k = position.get(channel_dim)
+    rows = (largest_divisor_at_most(_extent(sch, spatial[channel_k]), CHANNEL_BLOCK)
+            if channel_k is not None and channel_k != vector_k else 1)
+    # Channels-last: two vectors of output channels per row while the accumulators leave
+    # registers for the weights and the broadcast (AVX2's 16: 7 rows x 2 spilled, and one
+    # vector ran ConvFirst 1.05x faster); NCHW rows are channels, the vector W.
+    width = vectors_per_row(target, rows) if channels_last else 1
+    w_factor = _vector_factor(_extent(sch, spatial[vector_k]), lanes * width)
     per_group = grouped_output_channels(stmt) if channels_last and rank == 4 else None
     if per_group:
         # One group's output channels read the same input channels: a vector within a group
         # reads each input value as one broadcast, one across groups gathers (measured on
         # ConvFirst's group-width-8 3x3 convs: 5 GFLOP/s with 16 lanes across two groups).
-        w_factor = _vector_factor(math.gcd(_extent(sch, spatial[vector_k]), per_group), lanes * 2)
+        w_factor = _vector_factor(math.gcd(_extent(sch, spatial[vector_k]), per_group), lanes * width)
     w_outer, w_inner = sch.split(spatial[vector_k], [None, w_factor])
     outer = list(spatial)
     outer[vector_k] = w_outer
     c_inner = None
-    channel_k = position.get(channel_dim)
-    if channel_k is not None and channel_k != vector_k:
-        c_factor = largest_divisor_at_most(_extent(sch, spatial[channel_k]), CHANNEL_BLOCK)
-        if c_factor > 1:
-            outer[channel_k], c_inner = sch.split(spatial[channel_k], [None, c_factor])
+    if rows > 1:
+        outer[channel_k], c_inner = sch.split(spatial[channel_k], [None, rows])
     sch.reorder(*outer, *reduction, *([c_inner] if c_inner is not None else []), w_inner)
     if reduction:
         # Accumulate the c_inner x w_inner tile in a local buffer that LLVM keeps in
