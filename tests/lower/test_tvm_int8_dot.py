@@ -137,6 +137,41 @@ def test_residual_block_with_float_island_matches_the_reference(tmp_path):
     assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
 
 
+def _inverted_residual():
+    """MobileNet v2's block: 1x1 expand -> ReLU6 -> 3x3 depthwise -> ReLU6 -> 1x1 project, + skip,
+    behind a 1x1 conv (so the skip is a conv output too) and before a second block's expand."""
+    clip = {"min": 0.0, "max": 6.0}
+    nodes = [N("Conv", ["x", "w0"], ["s"]),
+             N("Conv", ["s", "w1"], ["e"]), N("Clip", ["e", "lo", "hi"], ["er"]),
+             N("Conv", ["er", "wd"], ["d"], group=32, pads=[1, 1, 1, 1]), N("Clip", ["d", "lo", "hi"], ["dr"]),
+             N("Conv", ["dr", "w2"], ["p"]), N("Add", ["p", "s"], ["r"]),
+             N("Conv", ["r", "w3"], ["y"])]
+    consts = {"w0": weights(8, 8, 1, 1), "w1": weights(32, 8, 1, 1, seed=1), "wd": weights(32, 1, 3, 3, seed=2),
+              "w2": weights(8, 32, 1, 1, seed=3), "w3": weights(16, 8, 1, 1, seed=4),
+              "lo": np.array(clip["min"], np.float32), "hi": np.array(clip["max"], np.float32)}
+    return float_model(nodes, X, consts)
+
+
+def test_channels_last_convs_keep_no_transposes_between_them(tmp_path):
+    """Each int8 conv is emitted between two transposes; between consecutive convs, and across
+    the residual add's float island, they cancel (transposes.py): one stays at each end."""
+    qdq, info = quantize(_inverted_residual())
+    mod = legalized(qdq, VNNI)
+    assert integer_summary(mod)["integer_convs"] == 5
+    assert len(calls(mod, "relax.permute_dims")) == 2
+    # The dot-product convs read channels-last data too ([N, H, W, C], not packed [N, C/4, H, W, 4]).
+    packs = [c for c in calls(mod, "relax.call_tir") if c.args[0].name_hint.startswith("pack_dot")]
+    assert len(packs) == 4 and all(len(p.ty.shape.values) == 4 for p in packs)
+    assert integer_summary(mod)["float_ops"].get("relax.permute_dims") is None  # on int8 tensors
+    if HOST_HAS_VNNI:
+        report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
+        assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
+        lower_tvm(qdq, PORTABLE, tmp_path / "p.so")
+        vnni, portable = TVMRuntime(tmp_path / "m.so"), TVMRuntime(tmp_path / "p.so")
+        for sample in asymmetric_samples(qdq, 2, seed=5):
+            np.testing.assert_array_equal(vnni.run(sample)[0], portable.run(sample)[0])
+
+
 needs_cross_compiler = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None,
                                           reason="aarch64 cross compiler missing: apt-get install g++-aarch64-linux-gnu")
 

@@ -5,10 +5,14 @@ ARM FEAT_DotProd `sdot`.
 lane, 16 lanes at a time: C[16] += A[4] (u8) . B[16, 4] (i8). Its operands must be laid out
 for it, so on a target with the instruction qdq.py lowers a dense int8 conv as
 
-    x_q (int8, NCHW) --pack--> x_u8 [N, C/4, H+pads, W+pads, 4] (uint8: x_q + 128; spatial
-        padding is z_x + 128; channels padded to a multiple of 4 meet zero weights)
+    x_q (int8, NHWC) --pack--> x_u8 [N, H+pads, W+pads, C rounded up to 4] (uint8: x_q + 128;
+        spatial padding is z_x + 128; channels padded to a multiple of 4 meet zero weights)
     W_q (int8, OIHW) --packed at compile time--> [O/16, C/4, KH, KW, 16, 4]
-    acc[N, O/16, H', W', 16] = sum x_u8 . W (int32)  --unpack + requantize--> y_q (int8, NCHW)
+    acc[N, O/16, H', W', 16] = sum x_u8 . W (int32)  --unpack + requantize--> y_q (int8, NHWC)
+
+Channels-last, a pixel's 4 channels per instruction word are already adjacent, and each
+16-lane accumulator stores 16 adjacent output channels; the int8 graph stays NHWC from conv
+to conv (transposes.py).
 
 The +128 makes the activations unsigned without changing the product's information:
 sum (x + 128) w = sum x w + 128 sum w, so the correction -(z_x + 128) sum_k W[o] is one int32
@@ -33,9 +37,10 @@ and with tvm-ffi 0.1.15 tensorize itself segfaults (a deep copy through ffi's JS
 `edgec tune` leaves these kernels out (tuning_seed.instruction_kernels): MetaSchedule's
 generic CPU rules do not emit the instruction, so its candidates would only lose to it.
 
-Measured (MobileNet v2 224, 1 thread, benchmarks/bench_tvm_int8_vnni.py, results in
-benchmarks/results/tvm_int8_vnni.md): TVM int8 / TVM fp32 at the same AVX-512 level is 0.74
-untuned and 0.85 with both tuned. The VNNI module is 2.8x faster than the portable int8 one.
+Measured (MobileNet v2 224, 1 thread, `edgec analyze`): NCHW in and out, with transposes
+around every depthwise conv, the module ran 9.3 ms; channels-last end to end 5.0 ms, with
+bit-identical outputs. Ratios against fp32: benchmarks/bench_tvm_int8_vnni.py, results in
+benchmarks/results/tvm_int8_vnni.md.
 """
 
 from __future__ import annotations
@@ -105,28 +110,30 @@ def pack_weight(w: np.ndarray, lanes: int) -> np.ndarray:
 
 
 def pack_activation(x: te.Tensor, *, padding, zero_point: int, offset: int, dtype: str) -> te.Tensor:
-    """int8 NCHW -> dtype [N, C/4, H + top + bottom, W + left + right, 4] (x + offset; pads z_x + offset)."""
-    n, c, h, w = (int(d) for d in x.shape)
+    """int8 NHWC -> dtype [N, H + top + bottom, W + left + right, C rounded up to 4] (x + offset;
+    pads z_x + offset). Channels-last, each pixel's 4 channels per instruction word are
+    already adjacent: only the offset, the padding and the channel tail remain to be done."""
+    n, h, w, c = (int(d) for d in x.shape)
     top, left, bottom, right = padding
     pad_value = tirx.const(zero_point + offset, "int32")
 
-    def compute(b, cb, y, xx, ci):
-        channel = cb * DEPTH + ci
+    def compute(b, y, xx, channel):
         inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w, channel < c)
-        value = x[b, tirx.min(channel, c - 1), y - top, xx - left].astype("int32") + offset
+        value = x[b, y - top, xx - left, tirx.min(channel, c - 1)].astype("int32") + offset
         # if_then_else, not a select: the load must not run for padded positions (it would read
         # outside x), and TVM's simplifier drops clamps under a select's condition.
         return tirx.if_then_else(inside, value, pad_value).astype(dtype)
 
-    shape = (n, -(-c // DEPTH), h + top + bottom, w + left + right, DEPTH)
+    shape = (n, h + top + bottom, w + left + right, -(-c // DEPTH) * DEPTH)
     return te.compute(shape, compute, name="pack_u8")
 
 
 def conv2d_requantize(data: te.Tensor, weight: te.Tensor, bias: te.Tensor, multiplier: te.Tensor, *,
                       channels: int, strides, dilation, zero_point: int, qmin: int, qmax: int,
                       out_dtype: str) -> te.Tensor:
-    """The packed u8 x i8 -> i32 conv (DOT_BLOCK), unpacked to NCHW and requantized."""
-    n, _, hp, wp, _ = (int(d) for d in data.shape)
+    """The packed u8 x i8 -> i32 conv (DOT_BLOCK) on pack_activation's NHWC data, unpacked to
+    NHWC (each 16-lane accumulator stores 16 adjacent channels) and requantized."""
+    n, hp, wp, _ = (int(d) for d in data.shape)
     ob, cb, kh, kw, lanes, _ = (int(d) for d in weight.shape)
     sh, sw = (int(s) for s in strides)
     dh, dw = (int(d) for d in dilation)
@@ -136,12 +143,12 @@ def conv2d_requantize(data: te.Tensor, weight: te.Tensor, bias: te.Tensor, multi
     acc = te.compute(
         (n, ob, ho, wo, lanes),
         lambda b, oo, y, x, oi: te.sum(
-            data[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype("int32")
+            data[b, y * sh + ry * dh, x * sw + rx * dw, rc * DEPTH + ri].astype("int32")
             * weight[oo, rc, ry, rx, oi, ri].astype("int32"), axis=[rc, ry, rx, ri]),
         name="conv_dot", attrs={DOT_BLOCK: 1})
-    unpacked = te.compute((n, channels, ho, wo), lambda b, o, y, x: acc[b, o // lanes, y, x, o % lanes],
+    unpacked = te.compute((n, ho, wo, channels), lambda b, y, x, o: acc[b, o // lanes, y, x, o % lanes],
                           name="unpack")
-    return requantize(unpacked, bias, multiplier, axis=1, zero_point=zero_point, qmin=qmin, qmax=qmax,
+    return requantize(unpacked, bias, multiplier, axis=3, zero_point=zero_point, qmin=qmin, qmax=qmax,
                       out_dtype=out_dtype)
 
 

@@ -29,9 +29,9 @@ On a target with an integer dot-product instruction (int8_dot.dot_product_of: AV
 ARM +dotprod), a dense conv (groups=1) takes int8_dot's form instead: packed activations (for
 VNNI uint8, x_q + 128) x int8 weights (packed at compile time) -> int32, any offset folded
 into the same per-channel bias constant, so the integers are the same; the requantize reads
-the packed accumulator. On CPUs the other convs (all of them without the instruction, the
-depthwise and grouped ones with it) run channels-last (NHWC data, HWIO weights, between two
-transposes), where they vectorize over the channels.
+the packed accumulator. On CPUs every conv runs channels-last (NHWC data; HWIO weights, or
+int8_dot's packing), emitted between two transposes; transposes.py then cancels those
+between consecutive convs, so the int8 tensors stay NHWC from the first conv to the last.
 
 Rounding is half to even throughout, as in ONNX QuantizeLinear and so in onnxruntime's QDQ
 reference: the requantize kernel uses nearbyint, and TVM 0.27 lowers relax.quantize's tir
@@ -49,6 +49,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from edgec.lower.tvm import int8_dot
 from edgec.lower.tvm.qdq_kernels import fold_bias, quantized_bound, requantize
+from edgec.lower.tvm.transposes import sink_transposes
 
 _INTEGER_DTYPES = ("int8",)  # activations and weights (int4 weights are stored as int8 values)
 _FLOAT_DTYPES = ("float32",)
@@ -72,6 +73,8 @@ def legalize_qdq() -> tvm.transform.Pass:
         dot = int8_dot.dot_product_of(target)
         cpu = target is not None and target.kind.name == "llvm"
         mod = _QDQRewriter(mod, dot_product=dot, channels_last=cpu).transform()
+        if cpu:  # the transposes between consecutive channels-last convs cancel
+            mod = sink_transposes(mod)
         # The float convs and weight dequantizes the rewrite bypassed are now unused.
         return relax.transform.DeadCodeElimination()(mod)
 
@@ -281,21 +284,25 @@ class _QDQRewriter(PyExprMutator):
     def _conv2d_dot(self, x: _Activation, w: np.ndarray, w_scale: np.ndarray, bias: _Bias | None,
                     padding: list[int], strides: list[int], dilation: list[int], lo: float, hi: float,
                     out: _Output) -> relax.Expr | None:
-        """int8_dot's form: (x_q + offset) x int8 W (OIHW); -(z_x + offset) sum W[o] in the bias."""
+        """int8_dot's form, channels-last: (x_q + offset) x int8 W; -(z_x + offset) sum W[o] in the bias."""
         dot = self.dot_product
         shifted = _Activation(x.data, x.scale, x.zero_point + dot.offset)
         folded = _fold(shifted, w.reshape(w.shape[0], -1).sum(axis=1), w_scale, bias)
         if folded is None:
             return None
-        data = self.builder_.emit(self.builder_.call_te(
-            int8_dot.pack_activation, self._bound(x.data), padding=padding, zero_point=x.zero_point,
-            offset=dot.offset, dtype=dot.activation_dtype, primfunc_name_hint="pack_dot"))
+        emit = self.builder_.emit
+        data = emit(self.builder_.call_te(
+            int8_dot.pack_activation, emit(relax.op.permute_dims(x.data, [0, 2, 3, 1])), padding=padding,
+            zero_point=x.zero_point, offset=dot.offset, dtype=dot.activation_dtype, primfunc_name_hint="pack_dot"))
         multiplier, qmin, qmax = self._requantize_params(x.scale * w_scale, lo, hi, out)
-        return self.builder_.call_te(
+        conv = self.builder_.call_te(
             int8_dot.conv2d_requantize, data, relax.const(int8_dot.pack_weight(w, dot.lanes), "int8"),
             relax.const(folded, "int32"), relax.const(multiplier, "float32"),
             channels=int(w.shape[0]), strides=strides, dilation=dilation, zero_point=out.zero_point, qmin=qmin,
             qmax=qmax, out_dtype=out.dtype, primfunc_name_hint=int8_dot.CONV_NAME)
+        # Channels-last between two transposes, like _conv2d_int8's on CPUs (the only targets
+        # with a dot-product instruction): sink_transposes removes those between two convs.
+        return relax.op.permute_dims(emit(conv), [0, 3, 1, 2])
 
     def _matmul(self, matmul: relax.Call, bias: _Bias | None, lo: float, hi: float,
                 out: _Output) -> relax.Expr | None:
@@ -409,10 +416,6 @@ class _QDQRewriter(PyExprMutator):
         return relax.Call(node.op, [x.data, *node.args[1:]], node.attrs)
 
     # -- operands ----------------------------------------------------------------------------
-    def _bound(self, expr: relax.Expr) -> relax.Expr:
-        """`expr` as a variable: call_te takes bound operands only."""
-        return expr if isinstance(expr, relax.Var) else self.builder_.emit(expr)
-
     def _producer(self, expr: relax.Expr) -> relax.Call | None:
         """The call a variable is bound to (through plain var-to-var aliases)."""
         seen = 0
