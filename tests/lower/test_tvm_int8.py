@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm import relax, te
 
 from edgec.ir import OPSET, from_proto, to_proto
-from edgec.lower.tvm import lower_tvm
+from edgec.lower.tvm import lower_tvm, qdq
 from edgec.lower.tvm.importer import import_onnx
 from edgec.lower.tvm.qdq import integer_summary, legalize_qdq
 from edgec.lower.tvm.qdq_kernels import fold_bias, quantized_bound, requantize
@@ -109,10 +109,18 @@ def dtype(expr) -> str:
 
 
 def assert_integer_products(mod: tvm.IRModule, convs: int, matmuls: int) -> None:
-    """Exactly these many conv2d / matmul, every one int8 x int8 -> int32 (no float fallback)."""
+    """Exactly these many conv2d / matmul, every one int8 x int8 -> int32 (no float fallback),
+    or, for a conv short enough to be exact in float32 (qdq._EXACT_FLOAT_TERMS), int8 data x
+    int8 values held in float32 -> float32."""
     conv_calls, matmul_calls = calls(mod, "relax.nn.conv2d"), calls(mod, "relax.matmul")
     assert (len(conv_calls), len(matmul_calls)) == (convs, matmuls)
     for call in conv_calls + matmul_calls:
+        if dtype(call) == "float32":
+            weights = call.args[1].value.numpy()
+            assert call.op.name == "relax.nn.conv2d" and dtype(call.args[0]) == "int8"
+            assert np.array_equal(weights, np.round(weights)) and np.abs(weights).max() <= 128
+            assert weights[..., 0].size <= qdq._EXACT_FLOAT_TERMS  # HWIO: terms per output
+            continue
         assert [dtype(a) for a in call.args[:2]] == ["int8", "int8"], call.op.name
         assert dtype(call) == "int32" and str(call.attrs.out_dtype) == "int32", call.op.name
 
@@ -181,9 +189,22 @@ def test_int8_convs_run_channels_last_on_cpus(tmp_path):
         nodes, inputs, consts, _, _ = CASES[case]
         qdq, _ = quantize(float_model(nodes, inputs, consts))
         (conv,) = calls(rewritten(qdq), "relax.nn.conv2d")
-        assert (conv.attrs.data_layout, conv.attrs.kernel_layout) == ("NHWC", "HWIO") and dtype(conv) == "int32"
+        assert (conv.attrs.data_layout, conv.attrs.kernel_layout) == ("NHWC", "HWIO")
         (pad,) = calls(rewritten(qdq), "relax.nn.pad")
         assert [int(p) for p in pad.attrs.pad_width][-2:] == [0, 0]  # channels are not padded: NHWC
+
+
+@pytest.mark.parametrize("channels,summed_in", [(qdq._EXACT_FLOAT_TERMS, "float32"),
+                                                (qdq._EXACT_FLOAT_TERMS + 1, "int32")])
+def test_convs_sum_in_float32_only_where_it_is_exact(channels, summed_in, tmp_path):
+    """1023 int8 products of at most 2^14 each stay below 2^24: float32 holds every partial
+    sum exactly; one more term could round, so that conv sums in int32."""
+    model = float_model([N("Conv", ["x", "w"], ["y"])], {"x": (1, channels, 2, 2)}, {"w": weights(4, channels, 1, 1)})
+    qdq_model, info = quantize(model)
+    (conv,) = calls(rewritten(qdq_model), "relax.nn.conv2d")
+    assert dtype(conv) == summed_in
+    _, within_one, exact = compare_with_reference(qdq_model, info, tmp_path / "m.so")
+    assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
 
 
 def test_fused_relu6_is_the_requantization_clamp(tmp_path):

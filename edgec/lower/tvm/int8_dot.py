@@ -193,7 +193,9 @@ def schedule_int8_dot(sch: s_tir.Schedule, block, dot: DotProduct) -> None:
         for producer in sch.get_producers(tail):
             if not sch.get(producer).same_as(sch.get(local)):
                 _try(sch.compute_inline, producer)
-        if not _try(sch.reverse_compute_at, tail, x_outer, True):
+        if _try(sch.reverse_compute_at, tail, x_outer, True):
+            _vectorize_channels(sch, tail, dot.lanes)
+        else:
             _log.debug("int8 dot-product conv: epilogue %s left as a separate pass", sch.get(tail).name_hint)
     sch.unroll(oo_in)
     sch.unroll(x_in)
@@ -226,6 +228,14 @@ def emit_dot_products(func: tirx.PrimFunc, dot: DotProduct) -> tirx.PrimFunc:
                             block.match_buffers, annotations)
 
     return tvm_ffi.structural_map(func, [(s_tir.SBlock, replace)])
+
+
+def _vectorize_channels(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """The epilogue's innermost loop runs over adjacent output channels (NHWC): one vector of
+    `lanes` per accumulator register."""
+    inner = sch.get_loops(block)[-1]
+    if _extent(sch, inner) % lanes == 0:
+        sch.vectorize(sch.split(inner, [None, lanes])[1])
 
 
 def _inline_into_last(sch: s_tir.Schedule, blocks) -> None:

@@ -59,6 +59,11 @@ _DATA_MOVEMENT_OPS = ("relax.reshape", "relax.permute_dims", "relax.squeeze", "r
                       "relax.flatten", "relax.strided_slice", "relax.nn.max_pool2d", "relax.concat")
 # Relax constants: relax.const builds a tvm.ir GenericConst (its .value is a tvm Tensor).
 _CONSTANT = tvm.ir.expr.GenericConst
+# An int8 x int8 conv whose output sums at most this many products runs in float32: each
+# product is at most 128 * 128 = 2^14 in magnitude, so every partial sum, in any order, is an
+# integer below 2^24 and exact in float32. Depthwise 3x3 convs sum 9 products, MobileNet v2's
+# 1x1 convs up to 960.
+_EXACT_FLOAT_TERMS = 2 ** 24 // 2 ** 14 - 1
 # A bias whose scale is within this of s_x * s_w[c] is taken as is (the quantizer rounds the
 # product to float32); otherwise it is rescaled to the accumulator's scale.
 _BIAS_SCALE_RTOL = 1e-6
@@ -274,10 +279,16 @@ class _QDQRewriter(PyExprMutator):
         weight = np.ascontiguousarray(w.transpose(2, 3, 1, 0)) if nhwc else w  # OIHW -> HWIO
         layout, kernel_layout = ("NHWC", "HWIO") if nhwc else ("NCHW", "OIHW")
         attrs = conv.attrs
+        # Summed in float32 where that is exact (see _EXACT_FLOAT_TERMS): float FMAs instead of
+        # x86's slow 32-bit integer multiplies, the same integers.
+        exact_in_float = self.channels_last and w[0].size <= _EXACT_FLOAT_TERMS
+        weights = relax.const(weight.astype(np.float32), "float32") if exact_in_float else relax.const(weight, "int8")
         acc = emit(relax.op.nn.conv2d(
-            data, relax.const(weight, "int8"), strides=attrs.strides, padding=padding, dilation=attrs.dilation,
+            data, weights, strides=attrs.strides, padding=padding, dilation=attrs.dilation,
             groups=attrs.groups, data_layout=layout, kernel_layout=kernel_layout, out_layout=layout,
-            out_dtype="int32"))
+            out_dtype="float32" if exact_in_float else "int32"))
+        if exact_in_float:
+            acc = emit(relax.op.astype(acc, "int32"))
         requantized = self._requantize(acc, folded, x.scale * w_scale, lo, hi, out, axis=3 if nhwc else 1)
         return relax.op.permute_dims(emit(requantized), [0, 3, 1, 2]) if nhwc else requantized
 
@@ -547,7 +558,14 @@ def _prim_float(expr) -> float | None:
 
 
 def _is_int8_product(call: relax.Call) -> bool:
-    return all(_dtype(a) in _INTEGER_DTYPES for a in call.args[:2]) and _dtype(call) == "int32"
+    """int8 x int8 summed into int32, or a conv of int8 data and int8 weight values held in a
+    float32 constant, summed in float32 where that is exact (_EXACT_FLOAT_TERMS)."""
+    data, weight = call.args[:2]
+    if _dtype(data) not in _INTEGER_DTYPES:
+        return False
+    if _dtype(weight) in _INTEGER_DTYPES:
+        return _dtype(call) == "int32"
+    return _is_op(call, "relax.nn.conv2d") and isinstance(weight, _CONSTANT) and _dtype(call) == "float32"
 
 
 def _is_dot_conv(mod: tvm.IRModule, callee) -> bool:
