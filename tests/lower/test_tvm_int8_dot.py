@@ -104,6 +104,18 @@ def test_packed_weight_layout():
     assert not packed[1, :, :, :, 8:].any() and not packed[..., 3].any()  # padded channels are 0
 
 
+def _matches_reference_and_portable(qdq, info, tmp_path, seed: int) -> dict:
+    """The VNNI library agrees with onnxruntime's QDQ reference, and computes the same integers
+    as the portable int8 x int8 lowering, bit for bit. Returns the VNNI build's report."""
+    report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
+    assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
+    lower_tvm(qdq, PORTABLE, tmp_path / "p.so")
+    vnni, portable = TVMRuntime(tmp_path / "m.so"), TVMRuntime(tmp_path / "p.so")
+    for sample in asymmetric_samples(qdq, 2, seed=seed):
+        np.testing.assert_array_equal(vnni.run(sample)[0], portable.run(sample)[0])
+    return report
+
+
 @pytest.mark.parametrize("case", sorted(DOT_CASES))
 def test_vnni_library_uses_vpdpbusd_and_matches_the_reference(case, tmp_path):
     nodes, inputs, consts = DOT_CASES[case]
@@ -111,13 +123,7 @@ def test_vnni_library_uses_vpdpbusd_and_matches_the_reference(case, tmp_path):
     if not HOST_HAS_VNNI:
         report = lower_tvm(qdq, VNNI, tmp_path / "m.so")
     else:
-        report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
-        assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
-        # The same integers as the portable int8 x int8 lowering, bit for bit.
-        lower_tvm(qdq, PORTABLE, tmp_path / "p.so")
-        vnni, portable = TVMRuntime(tmp_path / "m.so"), TVMRuntime(tmp_path / "p.so")
-        for sample in asymmetric_samples(qdq, 2, seed=3):
-            np.testing.assert_array_equal(vnni.run(sample)[0], portable.run(sample)[0])
+        report = _matches_reference_and_portable(qdq, info, tmp_path, seed=3)
     assert report["int8"]["integer_convs"] == 1
     if shutil.which("objdump"):
         disassembly = subprocess.run(["objdump", "-d", str(tmp_path / "m.so")], capture_output=True,
@@ -164,12 +170,7 @@ def test_channels_last_convs_keep_no_transposes_between_them(tmp_path):
     assert len(packs) == 4 and all(len(p.ty.shape.values) == 4 for p in packs)
     assert integer_summary(mod)["float_ops"].get("relax.permute_dims") is None  # on int8 tensors
     if HOST_HAS_VNNI:
-        report, within_one, exact = compare_with_reference(qdq, info, tmp_path / "m.so", target=VNNI)
-        assert within_one == 1.0 and exact >= MIN_EXACT, (within_one, exact)
-        lower_tvm(qdq, PORTABLE, tmp_path / "p.so")
-        vnni, portable = TVMRuntime(tmp_path / "m.so"), TVMRuntime(tmp_path / "p.so")
-        for sample in asymmetric_samples(qdq, 2, seed=5):
-            np.testing.assert_array_equal(vnni.run(sample)[0], portable.run(sample)[0])
+        _matches_reference_and_portable(qdq, info, tmp_path, seed=5)
 
 
 needs_cross_compiler = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None,

@@ -49,8 +49,8 @@ from tvm.s_tir.schedule.schedule import ScheduleError
 
 from edgec.lower.tvm.calls import kernel_calls
 from edgec.lower.tvm.flops import with_flops_of
-from edgec.lower.tvm.kernel_facts import (channels_last, grouped_output_channels, largest_divisor_at_most, vector_lanes,
-                                          vectors_per_row)
+from edgec.lower.tvm.kernel_facts import (channels_last, grouped_output_channels, largest_divisor_at_most, vector_factor,
+                                          vector_lanes, vectorize_below, vectors_per_row)
 from edgec.lower.tvm.qdq import static_shape
 
 # Module attribute FuseBlocks leaves for ScheduleFusedBlocks: {fused function name: block kind}.
@@ -278,7 +278,7 @@ def _tile_channels_last(sch: s_tir.Schedule, root, loops, rows: int) -> tirx.Pri
                 continue
             except ScheduleError:
                 pass  # e.g. it reads two convs' outputs: runs over the tile below
-        _vectorize_below(sch, block, tile_loop, lanes)
+        vectorize_below(sch, block, tile_loop, lanes)
     return sch.mod["main"]
 
 
@@ -300,13 +300,13 @@ def _register_block(sch: s_tir.Schedule, block, tile_loop, target: tvm.target.Ta
     rows = largest_divisor_at_most(int(sch.get(spatial[-2]).extent), REGISTER_ROWS)
     lanes = vector_lanes(target)
     widest = lanes * vectors_per_row(target, rows)
-    vector = _power_of_two_divisor(math.gcd(channels, per_group) if per_group else channels, widest)
+    vector = vector_factor(math.gcd(channels, per_group) if per_group else channels, widest)
     c_outer, c_inner = sch.split(spatial[-1], [None, vector])
     w_outer, w_inner = sch.split(spatial[-2], [None, rows])
     sch.reorder(c_outer, *spatial[:-2], w_outer, *reduce, w_inner, c_inner)
     acc = sch.cache_write(block, 0, "local")
     sch.reverse_compute_at(acc, w_outer, preserve_unit_loops=True)
-    _vectorize_below(sch, acc, w_outer, lanes)
+    vectorize_below(sch, acc, w_outer, lanes)
     sch.vectorize(c_inner)
     sch.unroll(w_inner)
     for r in reduce[:-1]:  # kernel windows (3x3): unrolled, so their offsets are constants
@@ -316,21 +316,8 @@ def _register_block(sch: s_tir.Schedule, block, tile_loop, target: tvm.target.Ta
     return sch.get(acc).name_hint
 
 
-def _vectorize_below(sch: s_tir.Schedule, block, anchor, lanes: int) -> None:
-    """Fuse `block`'s loops under `anchor` and vectorize their inner part (channels innermost)."""
-    loops = list(sch.get_loops(block))
-    index = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(anchor)))
-    below = loops[index + 1:]
-    if not below:
-        return
-    fused = sch.fuse(*below) if len(below) > 1 else below[0]
-    factor = _power_of_two_divisor(int(sch.get(fused).extent), lanes)
-    if factor > 1:
-        sch.vectorize(sch.split(fused, [None, factor])[1])
 
 
-def _power_of_two_divisor(extent: int, limit: int) -> int:
-    return max(d for d in (1, 2, 4, 8, 16, 32, 64) if d <= limit and extent % d == 0)
 
 
 def choose_rows(height: int, width: int, channels: int, weight_bytes: int = 0, halo: bool = False) -> int:

@@ -51,7 +51,8 @@ from tvm.s_tir.schedule.schedule import ScheduleError
 from edgec.lower.tvm import int8_dot
 from edgec.lower.tvm.flops import with_flops_of
 from edgec.lower.tvm.kernel_facts import (channels_last, grouped_output_channels, indexes_weights,
-                                          largest_divisor_at_most, uses, vector_lanes, vectors_per_row)
+                                          largest_divisor_at_most, loop_extent, uses, vector_factor, vector_lanes,
+                                          vectorize_below, vectors_per_row)
 from edgec.lower.tvm.fusion import KIND_ATTR
 
 # Output channels per register block (vector accumulators per input load).
@@ -148,7 +149,7 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
     spatial, reduction = list(loops[:n_spatial]), list(loops[n_spatial:])
     stmt = sch.get(block)
     dims = _output_dims(stmt, n_spatial)  # spatial iterator -> output dimension
-    if dims is None or any(_extent(sch, loop) is None for loop in loops):
+    if dims is None or any(loop_extent(sch, loop) is None for loop in loops):
         raise ScheduleError("output not indexed by plain iterators, or dynamic extents")
     rank = len(stmt.writes[0].region)
     lanes = vector_lanes(target, _dtype_bits(sch, block))
@@ -160,19 +161,19 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
     channels_last = indexes_weights(stmt, stmt.iter_vars[vector_k].var)
     channel_dim = (2 if channels_last else 1) if rank == 4 else 0 if rank == 2 else None
     channel_k = position.get(channel_dim)
-    rows = (largest_divisor_at_most(_extent(sch, spatial[channel_k]), CHANNEL_BLOCK)
+    rows = (largest_divisor_at_most(loop_extent(sch, spatial[channel_k]), CHANNEL_BLOCK)
             if channel_k is not None and channel_k != vector_k else 1)
     # Channels-last: two vectors of output channels per row while the accumulators leave
     # registers for the weights and the broadcast (AVX2's 16: 7 rows x 2 spilled, and one
     # vector ran ConvFirst 1.05x faster); NCHW rows are channels, the vector W.
     width = vectors_per_row(target, rows) if channels_last else 1
-    w_factor = _vector_factor(_extent(sch, spatial[vector_k]), lanes * width)
+    w_factor = vector_factor(loop_extent(sch, spatial[vector_k]), lanes * width)
     per_group = grouped_output_channels(stmt) if channels_last and rank == 4 else None
     if per_group:
         # One group's output channels read the same input channels: a vector within a group
         # reads each input value as one broadcast, one across groups gathers (measured on
         # ConvFirst's group-width-8 3x3 convs: 5 GFLOP/s with 16 lanes across two groups).
-        w_factor = _vector_factor(math.gcd(_extent(sch, spatial[vector_k]), per_group), lanes * width)
+        w_factor = vector_factor(math.gcd(loop_extent(sch, spatial[vector_k]), per_group), lanes * width)
     w_outer, w_inner = sch.split(spatial[vector_k], [None, w_factor])
     outer = list(spatial)
     outer[vector_k] = w_outer
@@ -185,21 +186,21 @@ def _tile_reduction(sch: s_tir.Schedule, block, epilogue, target) -> None:
         # registers, written to the output once per tile.
         acc = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(acc, w_outer, preserve_unit_loops=True)
-        _vectorize_tail(sch, acc, w_outer, lanes)
+        vectorize_below(sch, acc, w_outer, lanes)
     # Annotations before decompose_reduction, which copies them onto the init loops.
     sch.vectorize(w_inner)
     if c_inner is not None:
         sch.unroll(c_inner)
     for r in reduction[1:]:  # small kernel windows (3x3): unrolled, so their offsets are constants
-        if _extent(sch, r) <= 7:
+        if loop_extent(sch, r) <= 7:
             sch.unroll(r)
     # The epilogue runs per channel block, over the whole plane (it reads the tile's output
     # while in cache; at the tile itself its loops would be too short to vectorize).
     anchor = outer[channel_k] if c_inner is not None else outer[-1]
     if epilogue is not None:
         sch.reverse_compute_at(epilogue, anchor, preserve_unit_loops=True)
-        _vectorize_tail(sch, epilogue, anchor, lanes)
-    parallel = [loop for loop in outer if _extent(sch, loop) > 1][:1]
+        vectorize_below(sch, epilogue, anchor, lanes)
+    parallel = [loop for loop in outer if loop_extent(sch, loop) > 1][:1]
     if parallel:
         sch.parallel(parallel[0])
     if reduction:
@@ -252,57 +253,31 @@ def _vectorize_injective(sch: s_tir.Schedule, block, target) -> None:
     loops = sch.get_loops(block)
     if not loops:
         return
-    extents = [_extent(sch, loop) for loop in loops]
+    extents = [loop_extent(sch, loop) for loop in loops]
     if None in extents:
         return
     lanes = vector_lanes(target, _dtype_bits(sch, block))
     inner_extent = extents[-1]
-    factor = _vector_factor(inner_extent, lanes)
+    factor = vector_factor(inner_extent, lanes)
     if factor > 1:
         outer, inner = sch.split(loops[-1], [None, factor])
         sch.vectorize(inner)
         loops = [*loops[:-1], outer]
-    if len(loops) > 1 or (_extent(sch, loops[0]) or 0) > 1:
+    if len(loops) > 1 or (loop_extent(sch, loops[0]) or 0) > 1:
         head = sch.fuse(*loops) if len(loops) > 1 else loops[0]
         sch.parallel(head)
 
 
-def _vectorize_tail(sch: s_tir.Schedule, block, anchor, lanes: int) -> None:
-    """Fuse the loops `block` got under `anchor` and vectorize their inner part."""
-    loops = list(sch.get_loops(block))
-    anchor_stmt = sch.get(anchor)
-    index = next(i for i, l in enumerate(loops) if sch.get(l).same_as(anchor_stmt))
-    below = loops[index + 1:]
-    if not below:
-        return
-    fused = sch.fuse(*below) if len(below) > 1 else below[0]
-    extent = _extent(sch, fused)
-    if extent is None:
-        return
-    factor = _vector_factor(extent, lanes)
-    if factor > 1:
-        _, inner = sch.split(fused, [None, factor])
-        sch.vectorize(inner)
 
 
 def _inline_elementwise(sch: s_tir.Schedule, blocks):
     return dl.base.try_inline_contiguous_spatial(sch, blocks)
 
 
-def _vector_factor(extent: int, lanes: int) -> int:
-    """A power-of-two divisor of `extent` for the vector loop (no tail), `lanes` at most.
-    Measured: odd-width LLVM vectors (<28 x float> for W=28) ran 10x slower than 4-wide ones."""
-    for f in (lanes, lanes // 2, lanes // 4, 2):
-        if f > 1 and extent % f == 0:
-            return f
-    return 1
 
 
 
 
-def _extent(sch: s_tir.Schedule, loop) -> int | None:
-    extent = sch.get(loop).extent
-    return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
 def _dtype_bits(sch: s_tir.Schedule, block) -> int:
