@@ -251,8 +251,8 @@ def tile_fused_block(func: tirx.PrimFunc, tile: tuple[int, int] | None = None,
 
 def _tile_channels_last(sch: s_tir.Schedule, root, loops, rows: int) -> tirx.PrimFunc:
     """NHWC blocks: tiles of `rows` whole output rows. Under the tile loop every conv is
-    register-blocked like a hand-written kernel (see _register_block), and each elementwise
-    stage runs right behind the conv whose block it reads, while that block is in L1."""
+    register-blocked like a hand-written kernel (see _register_block), and the elementwise
+    stage after a conv is inlined into the store of its register tile."""
     n, h, w, c = loops
     h_outer, h_inner = sch.split(h, [None, rows])
     sch.reorder(n, h_outer, h_inner, w, c)
@@ -316,10 +316,6 @@ def _register_block(sch: s_tir.Schedule, block, tile_loop, target: tvm.target.Ta
     return sch.get(acc).name_hint
 
 
-
-
-
-
 def choose_rows(height: int, width: int, channels: int, weight_bytes: int = 0, halo: bool = False) -> int:
     """Output rows per channels-last tile: as many as keep the widest per-tile intermediate
     within ROW_TILE_BYTES (L1-sized), at least one; blocks whose weights are large next to
@@ -340,8 +336,7 @@ def choose_tile(height: int, width: int, channels: int, row_strips: bool = False
     allows when `row_strips` (MBConv), else a small register tile (ConvFirst)."""
     if row_strips:
         tile_w = max(d for d in _divisors(width) if d <= MAX_ROW_STRIP_W)
-        fitting = [d for d in _divisors(height) if 2 * channels * d * tile_w * 4 <= TILE_BUDGET_BYTES]
-        return (max(fitting) if fitting else 1), tile_w
+        return choose_rows(height, tile_w, channels, halo=True), tile_w
     if width % 8 == 0:
         tile_w, area = 8, REGISTER_TILE
     else:

@@ -97,7 +97,7 @@ def relax_pipeline(
 
 def channels_last_convs(target: Target, tvm_target: tvm.target.Target) -> bool:
     """Whether the lowering converts float convs to NHWC/HWIO (CHANNELS_LAST). Not for integer
-    targets (qdq.py chooses the int8 convs' layouts itself: NHWC, or int8_dot's packed NCHW),
+    targets (qdq.py makes every int8 conv channels-last itself, int8_dot's included),
     nor GPUs (dlight's rules take TVM's layouts as they come)."""
     return tvm_target.kind.name == "llvm" and not target.is_integer
 

@@ -257,8 +257,9 @@ class _QDQRewriter(PyExprMutator):
 
     def _conv2d_int8(self, conv: relax.Call, x: _Activation, w: np.ndarray, w_scale: np.ndarray,
                      folded: np.ndarray, padding: list[int], lo: float, hi: float, out: _Output) -> relax.Expr:
-        """int8 x int8 -> int32 conv2d, then requantize. On CPUs channels-last, between two
-        transposes (NHWC data, HWIO weights); elsewhere NCHW/OIHW.
+        """int8 x int8 conv2d (summed in int32, or in float32 where that is exact), then
+        requantize. On CPUs channels-last, between two transposes (NHWC data, HWIO weights);
+        elsewhere NCHW/OIHW.
 
         NCHW convs vectorize over W, which has no vector width on 7x7 and 14x14 planes and
         which stride 2 turns into gathers, and their zero-point padding runs as its own scalar
@@ -281,7 +282,7 @@ class _QDQRewriter(PyExprMutator):
         attrs = conv.attrs
         # Summed in float32 where that is exact (see _EXACT_FLOAT_TERMS): float FMAs instead of
         # x86's slow 32-bit integer multiplies, the same integers.
-        exact_in_float = self.channels_last and w[0].size <= _EXACT_FLOAT_TERMS
+        exact_in_float = nhwc and w[0].size <= _EXACT_FLOAT_TERMS
         weights = relax.const(weight.astype(np.float32), "float32") if exact_in_float else relax.const(weight, "int8")
         acc = emit(relax.op.nn.conv2d(
             data, weights, strides=attrs.strides, padding=padding, dilation=attrs.dilation,

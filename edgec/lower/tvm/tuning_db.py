@@ -96,7 +96,7 @@ def _kernel_findings(mod: tvm.IRModule, db) -> list[dict]:
         if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and func.attrs.get("tirx.is_scheduled")):
             continue
         secs = best_seconds(db, func)
-        flops = _flops(func)
+        flops = float(kernel_flops(func))
         rows.append({"kernel": gv.name_hint, "calls": calls.get(gv.name_hint, 1), "tuned": secs is not None,
                      "record_seconds": secs, "flops": flops})
     return rows
@@ -136,10 +136,6 @@ def time_shares(rows: list[dict]) -> dict:
 def _task_module(func: tirx.PrimFunc) -> tvm.IRModule:
     # MetaSchedule keys workloads by an IRModule with one "main" (as extract_tasks does).
     return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-
-
-def _flops(func: tirx.PrimFunc) -> float:
-    return float(kernel_flops(func))
 
 
 def _call_counts(mod: tvm.IRModule) -> dict[str, int]:
